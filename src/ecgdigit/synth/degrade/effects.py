@@ -39,24 +39,42 @@ def seed_cv2(rng: np.random.Generator) -> None:
     cv2.setRNGSeed(int(rng.integers(1, 2 ** 31 - 1)))
 
 
-def add_noise(img: np.ndarray, rng, sigma: float, chroma: float = 0.3) -> np.ndarray:
-    """Add Gaussian noise (luma sigma in grey levels, plus `chroma` times as much per channel)."""
+_NOISE_BANK_SIDE = 4160  # covers a 4032 px side plus random offsets
+_NOISE_BANK_SIGMA = 16.0
+_noise_bank = None
+
+
+def _bank() -> np.ndarray:
+    """A fixed (side, side, 3) int8 sensor-noise texture (luma + 0.4 x chroma), made once per
+    process with a fixed seed; images take randomly offset windows of it (cheap and reproducible)."""
+    global _noise_bank
+    if _noise_bank is None:
+        state = np.random.default_rng(20251124)
+        cv2.setRNGSeed(int(state.integers(1, 2 ** 31 - 1)))
+        luma = np.empty((_NOISE_BANK_SIDE, _NOISE_BANK_SIDE), np.int16)
+        cv2.randn(luma, 0, _NOISE_BANK_SIGMA / 1.077)  # 1.077 = sqrt(1 + 0.4^2)
+        chroma = np.empty((_NOISE_BANK_SIDE, _NOISE_BANK_SIDE, 3), np.int16)
+        cv2.randn(chroma, (0, 0, 0), (0.4 * _NOISE_BANK_SIGMA / 1.077,) * 3)
+        _noise_bank = np.clip(chroma + luma[..., None], -127, 127).astype(np.int8)
+    return _noise_bank
+
+
+def add_noise(img: np.ndarray, rng, sigma: float) -> np.ndarray:
+    """Add sensor noise of about `sigma` grey levels (RGB: correlated luma + chroma; grey: luma)."""
     if sigma <= 0:
         return img
-    seed_cv2(rng)
     h, w = img.shape[:2]
-    luma = np.empty((h, w), np.int16)
-    cv2.randn(luma, 0, sigma)
     if img.ndim == 2:
+        seed_cv2(rng)
+        luma = np.empty((h, w), np.int16)
+        cv2.randn(luma, 0, sigma)
         return cv2.add(img, luma, dtype=cv2.CV_8U)
-    if chroma > 0:
-        small = np.empty((h // 2 + 1, w // 2 + 1, 3), np.int16)
-        cv2.randn(small, (0, 0, 0), (sigma * chroma,) * 3)
-        noise = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-        noise += luma[..., None]
-    else:
-        noise = cv2.merge([luma, luma, luma])
-    return cv2.add(img, noise, dtype=cv2.CV_8U)
+    bank = _bank()
+    if h > bank.shape[0] or w > bank.shape[1]:
+        raise ValueError(f"image {w}x{h} is larger than the noise bank ({bank.shape[1]} px)")
+    y = int(rng.integers(0, bank.shape[0] - h + 1))
+    x = int(rng.integers(0, bank.shape[1] - w + 1))
+    return cv2.addWeighted(img, 1.0, bank[y:y + h, x:x + w], sigma / _NOISE_BANK_SIGMA, 0.0, dtype=cv2.CV_8U)
 
 
 def jpeg(img_rgb: np.ndarray, quality: int) -> np.ndarray:
