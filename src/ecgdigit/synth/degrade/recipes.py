@@ -114,23 +114,43 @@ def _inside(nodes: np.ndarray, w: int, h: int) -> np.ndarray:
     return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).astype(np.float32)
 
 
-def _photo_background(rng, canvas_w, canvas_h, inside: np.ndarray, kind=None, shadow=True) -> np.ndarray:
-    """Full-size uint8 background (texture made at 1/4 size), with the sheet's soft drop shadow."""
+def _photo_background(rng, canvas_w, canvas_h, inside: np.ndarray, kind=None, shadow=True,
+                      light: Optional[np.ndarray] = None) -> np.ndarray:
+    """Full-size uint8 background (texture made at 1/4 size), with the sheet's soft drop shadow
+    and the scene's `light` (a low-resolution gain field) applied before upsampling."""
     small_w, small_h = canvas_w // 4, canvas_h // 4
-    bg = fx.background(rng, small_w, small_h, kind)
+    bg = fx.background(rng, small_w, small_h, kind).astype(np.float32)
     if shadow:
         m = cv2.resize(inside, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
         shift = rng.normal(0, 4, 2).astype(np.float32)
         m = cv2.warpAffine(m, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (small_w, small_h))
         m = cv2.GaussianBlur(m, (0, 0), rng.uniform(3, 12))
-        bg = (bg * (1 - rng.uniform(0.2, 0.55) * m[..., None])).astype(np.uint8)
-    return cv2.resize(bg, (canvas_w, canvas_h), interpolation=cv2.INTER_LINEAR)
+        bg *= 1 - rng.uniform(0.2, 0.55) * m[..., None]
+    if light is not None:
+        bg *= cv2.resize(light, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(np.clip(bg, 0, 255).astype(np.uint8), (canvas_w, canvas_h), interpolation=cv2.INTER_LINEAR)
 
 
 def _finish(img, rng, code: int, noise, quality):
     img = apply_orientation(img, code) if code else img
-    img = fx.add_noise(img, rng, rng.uniform(*noise))
+    if noise is not None:
+        img = fx.add_noise(img, rng, rng.uniform(*noise))
     return fx.jpeg(img, int(rng.integers(*quality)))
+
+
+def _light_on_page(light: np.ndarray, light_cell: int, to_canvas: List, pw: int, ph: int, down: int) -> np.ndarray:
+    """The canvas-space gain field `light` (one value per `light_cell` px) pulled back onto a
+    (ph/down, pw/down) page grid through `to_canvas` (homography + lens; the paper's small
+    displacement is ignored: a few pixels on a field this smooth change nothing visible)."""
+    lw, lh = -(-pw // down), -(-ph // down)
+    gx, gy = np.meshgrid((np.arange(lw) + 0.5) * down - 0.5, (np.arange(lh) + 0.5) * down - 0.5)
+    q = np.stack([gx.ravel(), gy.ravel()], 1)
+    for step in to_canvas:
+        q = step.forward(q)
+    q = (q + 0.5) / light_cell - 0.5
+    mx = q[:, 0].reshape(lh, lw).astype(np.float32)
+    my = q[:, 1].reshape(lh, lw).astype(np.float32)
+    return cv2.remap(light, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 # --- paper photos: 0005, 0009, 0010 ---------------------------------------------------------------
@@ -138,24 +158,35 @@ def _photo_of_paper(page, rng, *, terms: List, page_gain: Optional[np.ndarray] =
                     alpha: Optional[np.ndarray] = None, cell: int = 8, fill=(0.62, 0.95), tilt=7.0):
     """Photograph a (possibly deformed) sheet lying on a table. `page_gain`: low-resolution
     (h, w, 3) float gain of page-space shading and stains; `alpha`: page-size uint8, 0 where the
-    paper is missing (torn off), so that the table shows through."""
+    paper is missing (torn off), so that the table shows through.
+
+    Photometry is done where it is cheapest: the scene light is pulled back onto the page and
+    applied there together with `page_gain` (one multiply at page size), and to the background
+    at 1/4 size; sensor noise goes on the page before the remap (phone noise is denoised and
+    soft anyway)."""
     ph, pw = page.shape[:2]
-    if page_gain is not None:
-        page = fx.multiply_field(page, page_gain, 255.0 / max(1.0, float(page_gain.max()) + 1e-3))
-    page = fx.blur(page, rng, rng.uniform(0.2, 1.1) if rng.random() < 0.7 else rng.uniform(1.0, 2.0),
-                   motion=rng.uniform(2, 6) if rng.random() < 0.2 else 0)
     code, cw, ch = _choose_orientation(rng, P_TURN_PHOTO, PHOTO_SIZE, p_portrait_canvas=0.2)
     margin = 0.1 * max(pw, ph)
-    steps = [Displacement(terms, (-margin, -margin, pw + margin, ph + margin))] + _camera(rng, pw, ph, cw, ch, fill, tilt, 2.5, (-0.06, 0.04))
+    camera = _camera(rng, pw, ph, cw, ch, fill, tilt, 2.5, (-0.06, 0.04))
+    steps = [Displacement(terms, (-margin, -margin, pw + margin, ph + margin))] + camera
+    light_cell = 16
+    light = fx.lighting(rng, cw // light_cell, ch // light_cell)
+    down = 4
+    gain = _light_on_page(light, light_cell, camera, pw, ph, down)
+    if page_gain is not None:
+        gain = gain * cv2.resize(page_gain, (gain.shape[1], gain.shape[0]), interpolation=cv2.INTER_LINEAR)
+    page = fx.multiply_field(page, gain, 255.0 / max(1.0, float(gain.max()) + 1e-3))
+    page = fx.blur(page, rng, rng.uniform(0.2, 1.1) if rng.random() < 0.7 else rng.uniform(1.0, 2.0),
+                   motion=rng.uniform(2, 6) if rng.random() < 0.2 else 0)
+    page = fx.add_noise(page, rng, rng.uniform(1.0, 4.0))
     mapx, mapy, nodes = dense_backward_map(steps, cw, ch, cell)
-    bg = _photo_background(rng, cw, ch, _inside(nodes, pw, ph))
-    img = bg.copy()
+    bg = _photo_background(rng, cw, ch, _inside(nodes, pw, ph), light=light)
+    img = bg.copy() if alpha is not None else bg
     cv2.remap(page, mapx, mapy, cv2.INTER_LINEAR, dst=img, borderMode=cv2.BORDER_TRANSPARENT)
     if alpha is not None:
         a = cv2.remap(alpha, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         cv2.copyTo(bg, cv2.threshold(a, 127, 255, cv2.THRESH_BINARY_INV)[1], img)
-    img = fx.multiply_field(img, fx.lighting(rng, cw // 16, ch // 16))
-    img = _finish(img, rng, code, (1.5, 5.0), (70, 95))
+    img = _finish(img, rng, code, None, (70, 95))
     return img, code, Warp(steps + [Orientation(code, cw, ch)], (img.shape[1], img.shape[0]))
 
 
@@ -231,6 +262,8 @@ def photo_0010(page, rng):
     ab += (0.6 + 0.4 * fx.fractal_noise(rng, lw, lh, 3, 3))[..., None] * np.array([0.02, 0.05, 0.12], np.float32) * rng.uniform(0, 1.5)
     ridges = _wrinkle_ridges(rng, pw, ph, int(rng.integers(8, 20)), 1.3)
     low_gain *= _ridge_shading(ridges, pw, ph, down, light, rng.uniform(0.15, 0.35))
+    if rng.random() < 0.7:  # crumpled, then flattened
+        low_gain *= fx.facet_shading(rng, lw, lh, int(rng.integers(40, 300)), rng.uniform(0.012, 0.035))
     gain = np.exp(-ab) * low_gain[..., None]
     # tears (narrowing gaps from the edge, light torn fibres along them) and missing pieces
     alpha = np.full((ph, pw), 255, np.uint8)
@@ -275,9 +308,13 @@ def photo_0010(page, rng):
 SCREENS = ((1920, 1080), (1920, 1200), (1366, 768), (2560, 1600), (1536, 864), (2880, 1800))
 
 
-def _subpixel_lut(pitch_cam: float, contrast: float, gap: float, bgr: bool) -> np.ndarray:
+def _subpixel_lut(pitch_cam: float, contrast: float, gap: float, bgr: bool, aperture: float) -> np.ndarray:
     """(1024, 3) uint8 gain of a screen pixel's RGB stripes at the 32 x 32 sub-pixel positions of
-    cv2's fixed-point maps (index fy * 32 + fx), box-averaged over one camera pixel."""
+    cv2's fixed-point maps (index fy * 32 + fx), box-averaged over `aperture` camera pixels.
+
+    Sampling this at every camera pixel aliases: that IS the moire. An aperture of a whole pixel
+    would cancel the beat exactly when a screen pixel spans one camera pixel; real sensors
+    (demosaicing, no anti-alias filter) keep much of it, hence apertures of 0.3-0.7."""
     fine = 96
     u = (np.arange(fine) + 0.5) / fine
     cols = np.zeros((fine, 3), np.float32)
@@ -286,7 +323,7 @@ def _subpixel_lut(pitch_cam: float, contrast: float, gap: float, bgr: bool) -> n
         cols[:, ch] = ((u >= k / 3 + 0.03) & (u < (k + 1) / 3 - 0.03)).astype(np.float32)
     rows = (u < 1 - gap).astype(np.float32)
     pattern = rows[:, None, None] * cols[None, :, :] * 3.0  # mean ~ 1 per channel
-    foot = max(1, int(round(fine / max(pitch_cam, 1e-3))))
+    foot = max(1, int(round(aperture * fine / max(pitch_cam, 1e-3))))
     k = np.ones(foot, np.float32) / foot
     pad = np.concatenate([pattern] * 3, 0)
     pad = np.concatenate([pad] * 3, 1)
@@ -340,7 +377,7 @@ def photo_0006(page, rng):
     # pixel grid: camera pixels per screen pixel at the screen centre
     c = np.array([[dw / 2, dh / 2], [dw / 2 + 1, dh / 2]])
     pitch = float(np.linalg.norm(np.diff(cam[1].forward(cam[0].forward(c)), axis=0)))
-    lut = _subpixel_lut(pitch, rng.uniform(0.25, 0.6), rng.uniform(0.05, 0.25), rng.random() < 0.2)
+    lut = _subpixel_lut(pitch, rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.3), rng.random() < 0.2, rng.uniform(0.3, 0.7))
     # the sub-pixel gain, looked up by the fixed-point map's sub-pixel index; indices >= 1024 are
     # neutral (outside the display, where the room shows)
     off_display = cv2.resize((inside * 255).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_LINEAR) < 128
@@ -374,7 +411,7 @@ def _scan(page, rng, bw: bool, mould: bool):
     ph, pw = page.shape[:2]
     page = fx.print_tone(page, rng)
     if mould:
-        page = fx.paint_mould(page, rng, int(rng.integers(2, 9)))
+        page = fx.paint_mould(page, rng, int(rng.integers(3, 11)))
     # the sheet's edge casts a thin shadow on the scanner lid
     edge = max(1, int(round(ph / 1000)))
     page = page.copy()

@@ -346,7 +346,7 @@ def dense_backward_map(steps: Sequence, width: int, height: int, cell: int = 8):
     for k in range(2):
         fine = _refine(_refine(src[..., k], 1), 0).astype(np.float32)
         fine = cv2.resize(fine, (fine.shape[1] * half, fine.shape[0] * half), interpolation=cv2.INTER_LINEAR)
-        out.append(np.ascontiguousarray(fine[half:half + height, half:half + width]))
+        out.append(fine[half:half + height, half:half + width])  # a view: cv2 takes row strides
     return out[0], out[1], src[margin:-margin, margin:-margin]
 
 
