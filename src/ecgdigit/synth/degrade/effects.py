@@ -150,11 +150,11 @@ def background(rng, width: int, height: int, kind: str | None = None) -> np.ndar
     if kind == "wood":
         img = _wood(rng, width, height)
     elif kind == "cloth":
-        base = np.array(rng.uniform(40, 220, 3), np.float32)
+        base = np.float32(rng.uniform(40, 220)) * rng.uniform(0.75, 1.15, 3).astype(np.float32)
         fine = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.8)
         img = base[None, None] * (1 + 0.12 * fine + 0.06 * fractal_noise(rng, width, height, 3, 2))[..., None]
     elif kind == "granite":
-        base = np.array(rng.uniform(60, 200, 3), np.float32)
+        base = np.float32(rng.uniform(60, 200)) * rng.uniform(0.85, 1.1, 3).astype(np.float32)
         speck = (rng.random((height, width)) < 0.08).astype(np.float32) * rng.uniform(-0.5, 0.4)
         speck = cv2.GaussianBlur(speck, (0, 0), 0.7)
         img = base[None, None] * (1 + speck + 0.05 * fractal_noise(rng, width, height, 4, 3))[..., None]

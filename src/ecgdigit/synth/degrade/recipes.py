@@ -268,7 +268,7 @@ def photo_0010(page, rng):
     # tears (narrowing gaps from the edge, light torn fibres along them) and missing pieces
     alpha = np.full((ph, pw), 255, np.uint8)
     fibre = np.zeros((ph, pw), np.uint8)
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, 6))):
         side = rng.integers(4)
         t0 = rng.uniform(0.1, 0.9)
         start = [(t0 * pw, 0), (pw, t0 * ph), (t0 * pw, ph), (0, t0 * ph)][side]
@@ -281,7 +281,7 @@ def photo_0010(page, rng):
             pa, pb = tuple(np.round(a_).astype(int)), tuple(np.round(b_).astype(int))
             cv2.line(fibre, pa, pb, 255, int(wdt + 4 * s), cv2.LINE_AA)
             cv2.line(alpha, pa, pb, 0, max(int(wdt), 1), cv2.LINE_AA)
-    for _ in range(int(rng.choice([0, 1, 1, 2]))):
+    for _ in range(int(rng.choice([0, 1, 1, 2, 3]))):
         corner = rng.integers(4)
         cx, cy = [(0, 0), (pw, 0), (pw, ph), (0, ph)][corner]
         rx, ry = rng.uniform(0.05, 0.22) * pw, rng.uniform(0.05, 0.25) * ph
@@ -289,9 +289,11 @@ def photo_0010(page, rng):
             poly = np.concatenate([[[cx, cy]], fx.jagged_line(rng, (abs(cx - rx), cy), (cx, abs(cy - ry)), 5 * s, 3 * s)])
         else:  # a bite out of an edge
             edge_pt = np.array([rng.uniform(0.15, 0.85) * pw, cy]) if rng.random() < 0.5 else np.array([cx, rng.uniform(0.15, 0.85) * ph])
-            d = rng.uniform(0.04, 0.1) * max(pw, ph)
-            th = np.linspace(0, np.pi * 2, 40)
-            poly = edge_pt + np.c_[np.cos(th) * d * rng.uniform(0.6, 1.4), np.sin(th) * d] * (1 + 0.15 * rng.standard_normal(40))[:, None]
+            d = rng.uniform(0.03, 0.12) * max(pw, ph)
+            th = np.linspace(0, np.pi * 2, 120, endpoint=False)
+            wobble = sum(rng.uniform(0, 0.25 / k) * np.sin(k * th + rng.uniform(0, 6.3)) for k in (2, 3, 5, 7))
+            radial = 1 + wobble + 0.03 * rng.standard_normal(len(th))  # smooth tear, ragged fibres
+            poly = edge_pt + np.c_[np.cos(th) * d * rng.uniform(0.6, 1.4), np.sin(th) * d] * radial[:, None]
         cv2.fillPoly(alpha, [np.round(poly).astype(np.int32)], 0, cv2.LINE_AA)
         cv2.polylines(fibre, [np.round(poly).astype(np.int32)], True, 255, int(5 * s) + 1, cv2.LINE_AA)
     # full-size pass: creases darken, rubbed-off ink and torn fibres lighten
