@@ -181,3 +181,20 @@ def test_bad_input_is_refused_with_a_clear_message(page_and_dots):
         degrade(page, "0002", np.random.default_rng(0))
     with pytest.raises(ValueError, match="uint8"):
         degrade(page.astype(np.float32), "0003", np.random.default_rng(0))
+
+
+def test_tiny_pages_do_not_break_any_type():
+    page, centres = dot_page(330, 255, spacing=40, margin=25)
+    for t in IMAGE_TYPES:
+        d = degrade(page, t, np.random.default_rng(9))
+        assert d.image.dtype == np.uint8 and d.image.shape[2] == 3
+        q = d.warp.forward(centres)
+        assert np.all(np.isfinite(q))
+        assert np.abs(d.warp.backward(q) - centres).max() < 1e-3
+
+
+def test_noise_works_beyond_the_noise_bank():
+    from ecgdigit.synth.degrade import effects
+    img = np.full((8, effects._NOISE_BANK_SIDE + 10, 3), 128, np.uint8)
+    out = effects.add_noise(img, np.random.default_rng(0), 3.0)
+    assert out.shape == img.shape and 1.5 < out.astype(float).std() < 4.5

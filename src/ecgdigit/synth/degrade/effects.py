@@ -70,8 +70,11 @@ def add_noise(img: np.ndarray, rng, sigma: float) -> np.ndarray:
         cv2.randn(luma, 0, sigma)
         return cv2.add(img, luma, dtype=cv2.CV_8U)
     bank = _bank()
-    if h > bank.shape[0] or w > bank.shape[1]:
-        raise ValueError(f"image {w}x{h} is larger than the noise bank ({bank.shape[1]} px)")
+    if h > bank.shape[0] or w > bank.shape[1]:  # bigger than any photo: draw fresh noise
+        seed_cv2(rng)
+        noise = np.empty((h, w, 3), np.int16)
+        cv2.randn(noise, (0, 0, 0), (sigma,) * 3)
+        return cv2.add(img, noise, dtype=cv2.CV_8U)
     y = int(rng.integers(0, bank.shape[0] - h + 1))
     x = int(rng.integers(0, bank.shape[1] - w + 1))
     return cv2.addWeighted(img, 1.0, bank[y:y + h, x:x + w], sigma / _NOISE_BANK_SIGMA, 0.0, dtype=cv2.CV_8U)

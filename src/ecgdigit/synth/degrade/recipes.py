@@ -253,7 +253,7 @@ def photo_0010(page, rng):
         for a_, b_ in zip(pts[:-1], pts[1:]):  # patchy wear
             if rng.random() < 0.6:
                 cv2.line(wear, tuple(np.round(a_).astype(int)), tuple(np.round(b_).astype(int)),
-                         int(rng.integers(60, 235)), int(rng.integers(2, 7) * s), cv2.LINE_AA)
+                         int(rng.integers(60, 235)), max(1, int(rng.integers(2, 7) * s)), cv2.LINE_AA)
     # dirt, yellowing and darker worn edges, at 1/4 size
     ab, _ = fx.stain_field(rng, lw, lh, int(rng.integers(0, 4)))
     edge_d = np.minimum(np.minimum(lx, pw - 1 - lx), np.minimum(ly, ph - 1 - ly)) / (0.04 * max(pw, ph))
@@ -279,7 +279,7 @@ def photo_0010(page, rng):
         pts = fx.jagged_line(rng, start, end, 6 * s, 2.0 * s)
         for a_, b_, wdt in zip(pts[:-1], pts[1:], np.linspace(rng.uniform(2, 7) * s, 0.5, len(pts) - 1)):
             pa, pb = tuple(np.round(a_).astype(int)), tuple(np.round(b_).astype(int))
-            cv2.line(fibre, pa, pb, 255, int(wdt + 4 * s), cv2.LINE_AA)
+            cv2.line(fibre, pa, pb, 255, max(1, int(wdt + 4 * s)), cv2.LINE_AA)
             cv2.line(alpha, pa, pb, 0, max(int(wdt), 1), cv2.LINE_AA)
     for _ in range(int(rng.choice([0, 1, 1, 2, 3]))):
         corner = rng.integers(4)
@@ -370,27 +370,10 @@ def photo_0006(page, rng):
                                   [0, psh / ph, 0.5 * psh / ph - 0.5 + oy + bezel]]))
     code, cw, ch = _choose_orientation(rng, P_TURN_PHOTO, PHOTO_SIZE, p_portrait_canvas=0.1)
     cam = _camera(rng, dw, dh, cw, ch, (0.75, 1.0), 6.0, 2.0, (-0.05, 0.03))
-    mapx, mapy, nodes = dense_backward_map(cam, cw, ch, 8)
-    m1, m2 = cv2.convertMaps(mapx, mapy, cv2.CV_16SC2)
-    inside = _inside(nodes, dw, dh)
-    bg = _photo_background(rng, cw, ch, inside, kind="dark", shadow=False)
-    img = bg.copy()
-    cv2.remap(display, m1, m2, cv2.INTER_LINEAR, dst=img, borderMode=cv2.BORDER_TRANSPARENT)
-    # pixel grid: camera pixels per screen pixel at the screen centre
-    c = np.array([[dw / 2, dh / 2], [dw / 2 + 1, dh / 2]])
-    pitch = float(np.linalg.norm(np.diff(cam[1].forward(cam[0].forward(c)), axis=0)))
-    lut = _subpixel_lut(pitch, rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.3), rng.random() < 0.2, rng.uniform(0.3, 0.7))
-    # the sub-pixel gain, looked up by the fixed-point map's sub-pixel index; indices >= 1024 are
-    # neutral (outside the display, where the room shows)
-    off_display = cv2.resize((inside * 255).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_LINEAR) < 128
-    idx = m2 | (off_display.view(np.uint8).astype(np.uint16) << 10)
-    packed = np.zeros((2048, 4), np.uint8)
-    packed[:1024, :3] = lut
-    packed[1024:, :3] = 200
-    pat = packed.view(np.uint32).ravel().take(idx).view(np.uint8).reshape(ch, cw, 4)
-    img = cv2.multiply(img, cv2.cvtColor(pat, cv2.COLOR_RGBA2RGB), scale=1 / 200.0)
-    # glare: reflections of a window or lamp, an ambient veil; room light and colour cast
+    # room light and glare (reflections of a window or lamp, an ambient veil) live on the screen
+    # surface: made in camera space at 1/16 size, pulled back onto the display and applied there
     lw, lh = cw // 16, ch // 16
+    light = fx.lighting(rng, lw, lh, strength=0.6, shadows=0)
     glare = np.zeros((lh, lw), np.float32)
     for _ in range(int(rng.integers(1, 3))):
         cv2.ellipse(glare, (int(rng.uniform(0, lw)), int(rng.uniform(0, lh))),
@@ -400,11 +383,30 @@ def photo_0006(page, rng):
     glare = glare / max(float(glare.max()), 1e-6) * rng.uniform(30, 110)
     glare += rng.uniform(0, 25) * (1 + 0.3 * fx.fractal_noise(rng, lw, lh, 2, 2))
     tint = np.array([rng.uniform(0.85, 1.0), rng.uniform(0.9, 1.0), 1.0], np.float32)
-    glare_img = cv2.resize(np.clip(glare[..., None] * tint, 0, 255).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_LINEAR)
-    img = fx.multiply_field(img, fx.lighting(rng, lw, lh, strength=0.6, shadows=0))
-    img = cv2.add(img, glare_img)
-    img = fx.blur(img, rng, rng.uniform(0.4, 1.0))
-    img = _finish(img, rng, code, (1.5, 4.5), (70, 95))
+    d_light = _light_on_page(light, 16, cam, dw, dh, 4)
+    d_glare = _light_on_page(np.ascontiguousarray(glare[..., None] * tint), 16, cam, dw, dh, 4)
+    display = fx.multiply_field(display, d_light, 255.0 / max(1.0, float(d_light.max()) + 1e-3))
+    display = cv2.add(display, cv2.resize(np.clip(d_glare, 0, 255).astype(np.uint8), (dw, dh), interpolation=cv2.INTER_LINEAR))
+    display = fx.add_noise(display, rng, rng.uniform(1.5, 4.5))
+    mapx, mapy, nodes = dense_backward_map(cam, cw, ch, 8)
+    m1, m2 = cv2.convertMaps(mapx, mapy, cv2.CV_16SC2)
+    inside = _inside(nodes, dw, dh)
+    img = _photo_background(rng, cw, ch, inside, kind="dark", shadow=False, light=light)
+    cv2.remap(display, m1, m2, cv2.INTER_LINEAR, dst=img, borderMode=cv2.BORDER_TRANSPARENT)
+    # pixel grid: camera pixels per screen pixel at the screen centre
+    c = np.array([[dw / 2, dh / 2], [dw / 2 + 1, dh / 2]])
+    pitch = float(np.linalg.norm(np.diff(cam[1].forward(cam[0].forward(c)), axis=0)))
+    lut = _subpixel_lut(pitch, rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.3), rng.random() < 0.2, rng.uniform(0.4, 0.8))
+    # the sub-pixel gain, looked up by the fixed-point map's sub-pixel index; indices >= 1024 are
+    # neutral (outside the display, where the room shows)
+    off_display = cv2.resize((inside * 255).astype(np.uint8), (cw, ch), interpolation=cv2.INTER_LINEAR) < 128
+    idx = m2 | (off_display.view(np.uint8).astype(np.uint16) << 10)
+    packed = np.zeros((2048, 4), np.uint8)
+    packed[:1024, :3] = lut
+    packed[1024:, :3] = 200
+    pat = packed.view(np.uint32).ravel().take(idx).view(np.uint8).reshape(ch, cw, 4)
+    img = cv2.multiply(img, cv2.cvtColor(pat, cv2.COLOR_RGBA2RGB), scale=1 / 200.0)
+    img = _finish(img, rng, code, None, (70, 95))
     return img, code, Warp([to_display] + cam + [Orientation(code, cw, ch)], (img.shape[1], img.shape[0]))
 
 
