@@ -1,8 +1,10 @@
 """The nine competition image types (SPEC §1) as recipes over `warp` geometry and `effects`.
 
-Order of work in every recipe: page-space effects (print tone, stains, mould, damage, defocus)
-at page resolution -> ONE cv2.remap of the page (or of the screen showing it) into the upright
-output canvas -> smooth photometric fields (lighting, glare, moire) -> orientation -> noise -> JPEG.
+Order of work in every recipe: page-space effects (print tone, stains, mould, damage, defocus,
+and for photos the scene light pulled back onto the page) at page resolution -> ONE remap of the
+page (or of the screen showing it) into the upright output canvas, over a background made at
+1/4 size -> per-pixel effects that need the output grid (scanner blur and tone, the screen's
+pixel grid / moire) -> orientation turn -> noise -> JPEG.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from ecgdigit.layout import apply_orientation
 
 from . import effects as fx
 from .warp import (Affine, Displacement, Fold, Homography, Orientation, RadialLens, Ridge, Warp, Wave,
-                   coarse_backward_grid, dense_backward_map)
+                   dense_backward_map)
 
 SCAN_HEIGHT_RANGE = (1640, 1666)  # SPEC §1: scans are about 1652 px high
 PHOTO_SIZE = (4032, 3024)  # landscape (width, height); portrait is the transpose

@@ -348,12 +348,3 @@ def dense_backward_map(steps: Sequence, width: int, height: int, cell: int = 8):
         fine = cv2.resize(fine, (fine.shape[1] * half, fine.shape[0] * half), interpolation=cv2.INTER_LINEAR)
         out.append(fine[half:half + height, half:half + width])  # a view: cv2 takes row strides
     return out[0], out[1], src[margin:-margin, margin:-margin]
-
-
-def coarse_backward_grid(steps: Sequence, width: int, height: int, cell: int) -> np.ndarray:
-    """(gh, gw, 2) source points at the centres of `cell`-sized blocks: cheap masks and fields."""
-    gw, gh = -(-width // cell), -(-height // cell)
-    xs = (np.arange(gw) + 0.5) * cell - 0.5
-    ys = (np.arange(gh) + 0.5) * cell - 0.5
-    gx, gy = np.meshgrid(xs, ys)
-    return backward_through(steps, np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gh, gw, 2)
