@@ -117,11 +117,14 @@ def _inside(nodes: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def _photo_background(rng, canvas_w, canvas_h, inside: np.ndarray, kind=None, shadow=True,
-                      light: Optional[np.ndarray] = None) -> np.ndarray:
+                      light: Optional[np.ndarray] = None, decorate=None) -> np.ndarray:
     """Full-size uint8 background (texture made at 1/4 size), with the sheet's soft drop shadow
-    and the scene's `light` (a low-resolution gain field) applied before upsampling."""
+    and the scene's `light` (a low-resolution gain field) applied before upsampling.
+    `decorate(bg_small_float, down)` may draw scene objects first."""
     small_w, small_h = canvas_w // 4, canvas_h // 4
     bg = fx.background(rng, small_w, small_h, kind).astype(np.float32)
+    if decorate is not None:
+        decorate(bg, 4)
     if shadow:
         m = cv2.resize(inside, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
         shift = rng.normal(0, 4, 2).astype(np.float32)
@@ -342,6 +345,46 @@ def _subpixel_lut(pitch_cam: float, contrast: float, gap: float, bgr: bool, aper
     return np.clip(gain * 200, 0, 255).astype(np.uint8).reshape(1024, 3)
 
 
+def _draw_laptop_deck(bg: np.ndarray, rng, cam: List, dw: int, dh: int, down: int) -> None:
+    """Draw the laptop's keyboard deck below the display into the 1/`down`-size background: a
+    quadrilateral from the hinge towards the camera, keys and a touchpad mapped into it."""
+    def to_canvas(pts):
+        q = np.asarray(pts, float)
+        for step in cam:
+            q = step.forward(q)
+        return q
+
+    tl, tr, bl, br = to_canvas([[-0.5, -0.5], [dw - 0.5, -0.5], [-0.5, dh - 0.5], [dw - 0.5, dh - 0.5]])
+    edge = br - bl
+    down_dir = np.array([-edge[1], edge[0]]) / (np.linalg.norm(edge) + 1e-9)
+    if down_dir[1] < 0:
+        down_dir = -down_dir
+    depth = rng.uniform(0.45, 0.8) * np.linalg.norm((bl + br) / 2 - (tl + tr) / 2)
+    mid, half = (bl + br) / 2, (br - bl) / 2
+    spread = rng.uniform(1.05, 1.25)
+    near_l, near_r = mid - half * spread + down_dir * depth, mid + half * spread + down_dir * depth
+
+    def at(u, v):  # bilinear position inside the deck, u across, v from hinge (0) to front (1)
+        return ((1 - v) * ((1 - u) * bl + u * br) + v * ((1 - u) * near_l + u * near_r)) / down
+
+    silver = rng.random() < 0.5
+    deck = np.float32(rng.uniform(150, 200) if silver else rng.uniform(25, 50))
+    key = deck * np.float32(rng.uniform(0.55, 0.8) if silver else rng.uniform(0.6, 0.9))
+    colour = tuple(float(v) for v in deck * rng.uniform(0.95, 1.05, 3))
+    poly = np.round(np.array([at(0, 0), at(1, 0), at(1, 1), at(0, 1)]) * 16).astype(np.int32)
+    cv2.fillPoly(bg, [poly], colour, cv2.LINE_AA, shift=4)
+    rows, cols = 6, 14
+    for r in range(rows):
+        v0 = 0.08 + r * 0.085
+        for c in range(cols):
+            u0 = 0.08 + c * 0.84 / cols
+            quad = [at(u0 + 0.006, v0 + 0.01), at(u0 + 0.84 / cols - 0.006, v0 + 0.01),
+                    at(u0 + 0.84 / cols - 0.006, v0 + 0.075), at(u0 + 0.006, v0 + 0.075)]
+            cv2.fillPoly(bg, [np.round(np.array(quad) * 16).astype(np.int32)], (float(key),) * 3, cv2.LINE_AA, shift=4)
+    pad = [at(0.36, 0.62), at(0.64, 0.62), at(0.64, 0.9), at(0.36, 0.9)]
+    cv2.fillPoly(bg, [np.round(np.array(pad) * 16).astype(np.int32)], tuple(c * 0.93 for c in colour), cv2.LINE_AA, shift=4)
+
+
 def photo_0006(page, rng):
     """Phone photo of a laptop screen showing the page: screen tone, pixel grid + moire, bezel,
     glare, perspective."""
@@ -393,7 +436,8 @@ def photo_0006(page, rng):
     mapx, mapy, nodes = dense_backward_map(cam, cw, ch, 8)
     m1, m2 = cv2.convertMaps(mapx, mapy, cv2.CV_16SC2)
     inside = _inside(nodes, dw, dh)
-    img = _photo_background(rng, cw, ch, inside, kind="dark", shadow=False, light=light)
+    deck = (lambda bg, down: _draw_laptop_deck(bg, rng, cam, dw, dh, down)) if rng.random() < 0.7 else None
+    img = _photo_background(rng, cw, ch, inside, kind="dark", shadow=False, light=light, decorate=deck)
     cv2.remap(display, m1, m2, cv2.INTER_LINEAR, dst=img, borderMode=cv2.BORDER_TRANSPARENT)
     # pixel grid: camera pixels per screen pixel at the screen centre
     c = np.array([[dw / 2, dh / 2], [dw / 2 + 1, dh / 2]])
