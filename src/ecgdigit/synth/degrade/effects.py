@@ -323,7 +323,7 @@ def paint_mould(page: np.ndarray, rng, n_clusters: int) -> np.ndarray:
     out = multiply_field(page, np.exp(-patch[..., None] * tint * 3), 255.0)
     for cx, cy, spread in centres:
         base_col = MOULD_COLOURS[rng.integers(len(MOULD_COLOURS))]
-        for _ in range(int(rng.integers(8, 70))):
+        for _ in range(int(rng.integers(5, 55))):
             radius = float(np.clip(rng.lognormal(np.log(8 * scale), 0.9), 1.5, 120 * scale))
             col = np.clip(base_col * rng.uniform(0.75, 1.25) + rng.normal(0, 10, 3), 0, 255)
             _paint_colony(out, rng, cx + rng.normal(0, spread), cy + rng.normal(0, spread), radius, col)
@@ -335,37 +335,50 @@ def paint_mould(page: np.ndarray, rng, n_clusters: int) -> np.ndarray:
     return out
 
 
+_GRAIN_STD = 0.116  # std of uniform noise (1/sqrt(12)) after a sigma-0.7 Gaussian blur
+
+
 def _paint_colony(out: np.ndarray, rng, px: float, py: float, radius: float, col: np.ndarray) -> None:
+    """One colony, alpha-blended into `out` (uint8) in place. Large colonies are modelled at a
+    reduced scale and upsampled (they are fuzzy anyway), which keeps hundreds of colonies cheap."""
     h, w = out.shape[:2]
     size = int(radius * 4.5) + 6
     x0, y0 = int(px) - size // 2, int(py) - size // 2
     xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
     if xb <= xa or yb <= ya:
         return
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    c = (size - 1) / 2
-    dx, dy = xx - c, yy - c
-    r = np.hypot(dx, dy) / radius
-    theta = np.arctan2(dy, dx)
-    edge = np.ones_like(r)
+    reduce = max(1, int(radius // 12))
+    n = -(-size // reduce)
+    rad = radius / reduce
+    coords = (np.arange(n, dtype=np.float32) - (n - 1) / 2)
+    dx = np.broadcast_to(coords[None, :], (n, n))
+    dy = np.broadcast_to(coords[:, None], (n, n))
+    mag, ang = cv2.cartToPolar(np.ascontiguousarray(dx), np.ascontiguousarray(dy))
+    r = mag / np.float32(rad)
+    # irregular outline: a random periodic radius profile looked up by angle
+    t = np.linspace(0, 2 * np.pi, 256, endpoint=False)
+    profile = np.ones(256, np.float32)
     for k in (2, 3, 5, 8, 13):
-        edge += rng.uniform(0, 0.3 / np.sqrt(k)) * np.sin(k * theta + rng.uniform(0, 6.3))
-    grain = rng.random((size, size)).astype(np.float32)
-    fine = cv2.GaussianBlur(grain, (0, 0), 0.7)
-    fine = (fine - fine.mean()) / (fine.std() + 1e-6)
-    # filamentous rim: the edge frays by per-pixel noise
-    body = np.clip((edge - r) / 0.15 + 0.5 * fine, 0, 1)
-    zones = 1 - rng.uniform(0, 0.25) * (0.5 + 0.5 * np.cos(2 * np.pi * (r + 0.15 * fine) * rng.uniform(1.5, 3.5) + rng.uniform(0, 6.3)))
-    core = np.exp(-(r / rng.uniform(0.25, 0.5)) ** 2)
-    opacity = rng.uniform(0.45, 0.9)
-    dens = body * opacity * zones * (0.75 + 0.25 * np.clip(fine, -1, 1))
+        profile += np.float32(rng.uniform(0, 0.3 / np.sqrt(k))) * np.sin(k * t + rng.uniform(0, 6.3)).astype(np.float32)
+    edge = profile.take((ang * np.float32(256 / (2 * np.pi))).astype(np.int32) & 255)
+    grain = rng.random((n, n), dtype=np.float32)
+    fine = (cv2.GaussianBlur(grain, (0, 0), 0.7) - np.float32(0.5)) * np.float32(1 / _GRAIN_STD)
+    # filamentous rim: the edge frays by per-pixel noise; growth zones; darker centre
+    body = np.clip((edge - r) * np.float32(1 / 0.15) + 0.5 * fine, 0, 1)
+    zones = 1 - np.float32(rng.uniform(0, 0.25)) * (0.5 + 0.5 * np.cos(
+        np.float32(2 * np.pi * rng.uniform(1.5, 3.5)) * (r + 0.15 * fine) + np.float32(rng.uniform(0, 6.3))))
+    core = np.exp(-(r * np.float32(1 / rng.uniform(0.25, 0.5))) ** 2)
+    dens = body * np.float32(rng.uniform(0.45, 0.9)) * zones * (0.75 + 0.25 * np.clip(fine, -1, 1))
     # satellite specks: sparse grains around the colony
     sat = (grain < 0.015 * np.exp(-np.maximum(r - edge, 0) / 0.6)) & (r > edge)
-    dens = np.maximum(dens, sat * rng.uniform(0.4, 0.8))
-    alpha = np.clip(dens, 0, 0.97)[ya - y0:yb - y0, xa - x0:xb - x0, None]
-    colour = (col * (1 - 0.45 * core[..., None]))[ya - y0:yb - y0, xa - x0:xb - x0]  # darker centre
+    alpha = np.minimum(np.maximum(dens, sat * np.float32(rng.uniform(0.4, 0.8))), 0.97)
+    if reduce > 1:
+        alpha = cv2.resize(alpha, (n * reduce, n * reduce), interpolation=cv2.INTER_LINEAR)
+        core = cv2.resize(core, (n * reduce, n * reduce), interpolation=cv2.INTER_LINEAR)
+    alpha = alpha[ya - y0:yb - y0, xa - x0:xb - x0, None]
+    colour = col.astype(np.float32) * (1 - 0.45 * core[ya - y0:yb - y0, xa - x0:xb - x0, None])
     region = out[ya:yb, xa:xb].astype(np.float32)
-    out[ya:yb, xa:xb] = np.clip(region * (1 - alpha) + alpha * colour, 0, 255).astype(np.uint8)
+    out[ya:yb, xa:xb] = np.clip(region + alpha * (colour - region), 0, 255).astype(np.uint8)
 
 
 # --- creases, folds, tears (page space) ------------------------------------------------------------
