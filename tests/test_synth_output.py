@@ -132,3 +132,17 @@ def test_dataset_items_are_deterministic_and_canonical_view_aligns():
     on = item["masks"].max(axis=0) > 200
     assert on.sum() > 1000
     assert np.mean(item["image"][on].min(axis=1) < 160) > 0.85
+
+
+def keep_list(batch):
+    return batch
+
+
+def test_dataset_in_torch_dataloader_workers():
+    torch = pytest.importorskip("torch")
+    ds = SyntheticECGDataset(4, seed=5, types=["0001"], dpi=50)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=keep_list)
+    items = [it for batch in loader for it in batch]
+    assert [it["index"] for it in items] == [0, 1, 2, 3]
+    for it in items:  # workers render exactly what the main process renders
+        assert np.array_equal(it["image"], ds[it["index"]]["image"])
