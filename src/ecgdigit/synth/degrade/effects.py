@@ -39,7 +39,7 @@ def seed_cv2(rng: np.random.Generator) -> None:
     cv2.setRNGSeed(int(rng.integers(1, 2 ** 31 - 1)))
 
 
-_NOISE_BANK_SIDE = 4160  # covers a 4032 px side plus random offsets
+_NOISE_BANK_SIDE = 3328  # noise goes on pages (2200 x 1700 at 200 dpi), screens (<= 3110 px) and scans
 _NOISE_BANK_SIGMA = 16.0
 _noise_bank = None
 
