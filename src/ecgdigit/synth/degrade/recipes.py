@@ -160,7 +160,7 @@ def _light_on_page(light: np.ndarray, light_cell: int, to_canvas: List, pw: int,
 
 # --- paper photos: 0005, 0009, 0010 ---------------------------------------------------------------
 def _photo_of_paper(page, rng, *, terms: List, page_gain: Optional[np.ndarray] = None,
-                    alpha: Optional[np.ndarray] = None, cell: int = 8, fill=(0.62, 0.95), tilt=7.0):
+                    alpha: Optional[np.ndarray] = None, cell: int = 8, fill=(0.62, 1.0), tilt=8.0):
     """Photograph a (possibly deformed) sheet lying on a table. `page_gain`: low-resolution
     (h, w, 3) float gain of page-space shading and stains; `alpha`: page-size uint8, 0 where the
     paper is missing (torn off), so that the table shows through.
@@ -183,6 +183,9 @@ def _photo_of_paper(page, rng, *, terms: List, page_gain: Optional[np.ndarray] =
     page = fx.multiply_field(page, gain, 255.0 / max(1.0, float(gain.max()) + 1e-3))
     page = fx.blur(page, rng, rng.uniform(0.2, 1.1) if rng.random() < 0.7 else rng.uniform(1.0, 2.0),
                    motion=rng.uniform(2, 6) if rng.random() < 0.2 else 0)
+    if rng.random() < 0.5:  # phone cameras sharpen: unsharp mask, light halos along the traces
+        k = rng.uniform(0.2, 0.8)
+        page = cv2.addWeighted(page, 1 + k, cv2.GaussianBlur(page, (0, 0), rng.uniform(1.0, 2.5)), -k, 0)
     page = fx.add_noise(page, rng, rng.uniform(1.0, 4.0))
     mapx, mapy, nodes = dense_backward_map(steps, cw, ch, cell)
     bg = _photo_background(rng, cw, ch, _inside(nodes, pw, ph), light=light)
@@ -489,8 +492,13 @@ def _scan(page, rng, bw: bool, mould: bool):
         img = fx.multiply_field(img, np.broadcast_to(prof[None, :], (2, out_w)).copy(), 255.0)
     if bw:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        img = cv2.LUT(img, fx.tone_curve_lut(rng, rng.uniform(0, 35), rng.uniform(225, 255), rng.uniform(0.8, 1.6),
-                                             rng.uniform(0, 0.9)))
+        if rng.random() < 0.12:  # a harsh black-and-white setting: close to a threshold
+            t = min(rng.uniform(110, 210), float(np.percentile(img[::16, ::16], 90)) - 25)  # paper stays white
+            lut = np.clip((np.arange(256) - t) * rng.uniform(4, 12) + 128, 0, 255).astype(np.uint8)
+        else:
+            lut = fx.tone_curve_lut(rng, rng.uniform(0, 35), rng.uniform(225, 255), rng.uniform(0.8, 1.6),
+                                    rng.uniform(0, 0.9))
+        img = cv2.LUT(img, lut)
     else:
         lut = np.stack([fx.tone_curve_lut(rng, rng.uniform(0, 25), rng.uniform(235, 255), g, rng.uniform(0, 0.4))
                         for g in rng.uniform(0.85, 1.2) * rng.uniform(0.97, 1.03, 3)], 1)
