@@ -178,8 +178,11 @@ def _photo_of_paper(page, rng, *, terms: List, page_gain: Optional[np.ndarray] =
     light = fx.lighting(rng, cw // light_cell, ch // light_cell)
     down = 4
     gain = _light_on_page(light, light_cell, camera, pw, ph, down)
-    if page_gain is not None:
-        gain = gain * cv2.resize(page_gain, (gain.shape[1], gain.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if page_gain is not None:  # at the finer of the two resolutions
+        if page_gain.shape[1] > gain.shape[1]:
+            gain = cv2.resize(gain, (page_gain.shape[1], page_gain.shape[0]), interpolation=cv2.INTER_LINEAR) * page_gain
+        else:
+            gain = gain * cv2.resize(page_gain, (gain.shape[1], gain.shape[0]), interpolation=cv2.INTER_LINEAR)
     page = fx.multiply_field(page, gain, 255.0 / max(1.0, float(gain.max()) + 1e-3))
     page = fx.blur(page, rng, rng.uniform(0.2, 1.1) if rng.random() < 0.7 else rng.uniform(1.0, 2.0),
                    motion=rng.uniform(2, 6) if rng.random() < 0.2 else 0)
@@ -208,7 +211,7 @@ def photo_0009(page, rng):
     """Stained / soaked print: liquid stains with tide lines, yellowing, ink bleed, cockling."""
     page = fx.print_tone(page, rng)
     ph, pw = page.shape[:2]
-    down = 4
+    down = 2  # stains at half size: tide lines stay crisp
     lw, lh = -(-pw // down), -(-ph // down)
     ab, wet = fx.stain_field(rng, lw, lh, int(rng.integers(2, 8)))
     yellow = np.array([0.02, 0.06, 0.18], np.float32) * rng.uniform(0.3, 1.6)
@@ -220,8 +223,8 @@ def photo_0009(page, rng):
         wl = rng.uniform(120, 400) * s
         ang = rng.uniform(0, 2 * np.pi)
         cockle.append(Wave(tuple(rng.normal(0, 1.2, 2) * s), (np.cos(ang) / wl, np.sin(ang) / wl), rng.uniform(0, 6.3)))
-    shade = _ridge_shading(ridges, pw, ph, down, rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.3))
-    gain = np.exp(-ab) * shade[:lh, :lw, None]
+    shade = _ridge_shading(ridges, pw, ph, 4, rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.3))
+    gain = np.exp(-ab) * cv2.resize(shade, (lw, lh), interpolation=cv2.INTER_LINEAR)[..., None]
     if wet.max() > 0 and rng.random() < 0.8:  # ink bled where the paper was wet
         w = cv2.resize(wet, (pw, ph), interpolation=cv2.INTER_LINEAR) * np.float32(rng.uniform(0.4, 1.0))
         blurred = cv2.GaussianBlur(page, (0, 0), rng.uniform(1.0, 2.5))
