@@ -105,8 +105,10 @@ def _ridge_shading(ridges: List[Ridge], pw: int, ph: int, down: int, light_angle
             continue
         yy, xx = np.mgrid[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float64)
         pts = np.stack([xx.ravel(), yy.ravel()], 1) * down + (down - 1) / 2
-        s, window, g, n = r.profile(pts)
-        slope = -np.sign(r.amp) * (s / r.width) * g * window  # surface slope across the wrinkle
+        idx, a, sd, _, n = r._local(pts)
+        wg = np.exp(-((a / r.half_length) ** 4) - 0.5 * (sd / r.width) ** 2)
+        slope = np.zeros(len(pts))
+        slope[idx] = -np.sign(r.amp) * (sd / r.width) * wg  # surface slope across the wrinkle
         out[lo[1]:hi[1], lo[0]:hi[0]] *= (1 + gain * slope * float(n @ light)).reshape(yy.shape).astype(np.float32)
     return out
 
@@ -176,8 +178,7 @@ def _photo_of_paper(page, rng, *, terms: List, page_gain: Optional[np.ndarray] =
     steps = [Displacement(terms, (-margin, -margin, pw + margin, ph + margin))] + camera
     light_cell = 16
     light = fx.lighting(rng, cw // light_cell, ch // light_cell)
-    down = 4
-    gain = _light_on_page(light, light_cell, camera, pw, ph, down)
+    gain = _light_on_page(light, light_cell, camera, pw, ph, 8)
     if page_gain is not None:  # at the finer of the two resolutions
         if page_gain.shape[1] > gain.shape[1]:
             gain = cv2.resize(gain, (page_gain.shape[1], page_gain.shape[0]), interpolation=cv2.INTER_LINEAR) * page_gain
@@ -223,7 +224,7 @@ def photo_0009(page, rng):
         wl = rng.uniform(120, 400) * s
         ang = rng.uniform(0, 2 * np.pi)
         cockle.append(Wave(tuple(rng.normal(0, 1.2, 2) * s), (np.cos(ang) / wl, np.sin(ang) / wl), rng.uniform(0, 6.3)))
-    shade = _ridge_shading(ridges, pw, ph, 4, rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.3))
+    shade = _ridge_shading(ridges, pw, ph, 8, rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.3))
     gain = np.exp(-ab) * cv2.resize(shade, (lw, lh), interpolation=cv2.INTER_LINEAR)[..., None]
     if wet.max() > 0 and rng.random() < 0.8:  # ink bled where the paper was wet
         w = cv2.resize(wet, (pw, ph), interpolation=cv2.INTER_LINEAR) * np.float32(rng.uniform(0.4, 1.0))
@@ -272,7 +273,8 @@ def photo_0010(page, rng):
         * np.array([0.6, 0.7, 0.9], np.float32)
     ab += (0.6 + 0.4 * fx.fractal_noise(rng, lw, lh, 3, 3))[..., None] * np.array([0.02, 0.05, 0.12], np.float32) * rng.uniform(0, 1.5)
     ridges = _wrinkle_ridges(rng, pw, ph, int(rng.integers(8, 20)), 1.3)
-    low_gain *= _ridge_shading(ridges, pw, ph, down, light, rng.uniform(0.15, 0.35))
+    low_gain *= cv2.resize(_ridge_shading(ridges, pw, ph, 8, light, rng.uniform(0.15, 0.35)), (lw, lh),
+                           interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.7:  # crumpled, then flattened
         low_gain *= fx.facet_shading(rng, lw, lh, int(rng.integers(40, 300)), rng.uniform(0.012, 0.035))
     gain = np.exp(-ab) * low_gain[..., None]
