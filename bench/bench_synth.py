@@ -3,7 +3,8 @@
 One process, one thread (cv2, BLAS), so the figure is per core: images per CPU-second of this
 process (process_time, robust to other load on the machine), with wall-clock ms beside it. An image
 = signals + clean page + degradation + labels in image pixels (the on-the-fly training path, no file
-writing); PNG encoding is timed separately. Usage: PYTHONPATH=src python bench/bench_synth.py [--n 12] [--types 0001,0003]
+writing); PNG encoding is timed separately.
+Usage: PYTHONPATH=src python bench/bench_synth.py [--n 12] [--types 0001,0003]
 """
 import os
 

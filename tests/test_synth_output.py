@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ecgdigit.cli import main
-from ecgdigit.io import (build_submission, list_test_images, list_train_images, read_record_csv, read_solution, read_test_csv,
-                         read_train_csv, record_segments, solution_from_train_folder)
+from ecgdigit.io import (build_submission, list_test_images, list_train_images, read_record_csv, read_solution,
+                         read_test_csv, read_train_csv, record_segments, solution_from_train_folder)
 from ecgdigit.layout import KEYPOINT_NAMES, LEADS
 from ecgdigit.metric import score
 from ecgdigit.synth.dataset import SyntheticECGDataset

@@ -86,7 +86,8 @@ def test_other_layouts_and_paper(layout_name, paper):
     n_leads = np.isfinite(p.keypoints[:12, 0]).sum()
     assert n_leads == 12
     # the rhythm-label keypoint exists exactly when lead II is also printed as a full strip
-    has_rhythm = any(pl.lead == "II" and pl.duration == 10 for pl in layout.placements) and len(layout.placements_of("II")) > 1
+    has_rhythm = (any(pl.lead == "II" and pl.duration == 10 for pl in layout.placements)
+                  and len(layout.placements_of("II")) > 1)
     assert np.isfinite(p.keypoints[12, 0]) == has_rhythm
 
 

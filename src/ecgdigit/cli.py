@@ -71,8 +71,10 @@ def _add_synth(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--fs", default=None,
                    help="comma-separated sampling rates to draw from (default: 250,256,500,512,1000,1025)")
-    p.add_argument("--layout", default="3x4+II", help="paper layout (3x4+II, 6x2, 12x1)")
-    p.add_argument("--paper", default="letter", help="paper size (letter, a4)")
+    from ecgdigit.layout import LAYOUTS, PAPER_SIZES
+
+    p.add_argument("--layout", default="3x4+II", help=f"paper layout ({', '.join(LAYOUTS)})")
+    p.add_argument("--paper", default="letter", help=f"paper size ({', '.join(PAPER_SIZES)})")
     p.add_argument("--dpi", type=float, default=200.0)
     p.add_argument("--no-labels", action="store_true", help="skip the labels/ folder")
     p.set_defaults(func=_run_synth)
