@@ -211,3 +211,19 @@ def test_noise_works_beyond_the_noise_bank():
     img = np.full((8, effects._NOISE_BANK_SIDE + 10, 3), 128, np.uint8)
     out = effects.add_noise(img, np.random.default_rng(0), 3.0)
     assert out.shape == img.shape and 1.5 < out.astype(float).std() < 4.5
+
+
+def test_paper_deformation_jacobian_and_inverse():
+    from ecgdigit.synth.degrade.warp import Displacement, Fold, Ridge, Wave
+    disp = Displacement([Wave((3.0, -2.0), (1 / 900, 1 / 1400), 0.3),
+                         Ridge((1000.0, 800.0), 0.4, 30.0, 400.0, 5.0),
+                         Fold((1100.0, 850.0), 1.5, 25.0, 0.02)], (-200, -200, 2400, 1900))
+    x = np.random.default_rng(0).uniform([0, 0], [2200, 1700], (5000, 2))
+    _, jac = disp.value_and_jacobian(x)
+    h = 1e-4
+    for c, e in enumerate(([h, 0.0], [0.0, h])):
+        numeric = (disp.displacement(x + e) - disp.displacement(x - e)) / (2 * h)
+        assert np.abs(jac[:, :, c] - numeric).max() < 1e-6
+    q = disp.forward(x)
+    assert np.abs(disp.backward(q) - x).max() < 1e-5
+    assert np.abs(q - x).max() > 1.0  # it does move points

@@ -115,6 +115,17 @@ class Wave:
         s = np.sin((2 * np.pi * self.freq[0]) * q[:, 0] + (2 * np.pi * self.freq[1]) * q[:, 1] + self.phase)
         return np.stack([s * self.amp[0], s * self.amp[1]], 1)
 
+    def value_and_jacobian(self, q):
+        """(d (N, 2), J (N, 2, 2)) with J[:, r, c] = d d_r / d q_c."""
+        wx, wy = 2 * np.pi * self.freq[0], 2 * np.pi * self.freq[1]
+        ph = wx * q[:, 0] + wy * q[:, 1] + self.phase
+        sn, cs = np.sin(ph), np.cos(ph)
+        d = np.stack([sn * self.amp[0], sn * self.amp[1]], 1)
+        jac = np.empty((len(q), 2, 2))
+        jac[:, 0, 0], jac[:, 0, 1] = self.amp[0] * wx * cs, self.amp[0] * wy * cs
+        jac[:, 1, 0], jac[:, 1, 1] = self.amp[1] * wx * cs, self.amp[1] * wy * cs
+        return d, jac
+
 
 @dataclass
 class Ridge:
@@ -126,29 +137,57 @@ class Ridge:
     half_length: float
     amp: float  # shift along the normal at the line, page px
 
-    def profile(self, q):
-        """(s, along-window, gaussian) of each point: s is the signed distance to the line."""
+    def _frame(self):
         t = np.array([np.cos(self.angle), np.sin(self.angle)])
-        n = np.array([-t[1], t[0]])
+        return t, np.array([-t[1], t[0]])
+
+    def _local(self, q):
+        """Indices of the points near the segment and their (along a, across s) coordinates.
+        Only those move (the window is < 1e-6 beyond 1.9 half-lengths, the Gaussian beyond 5.5
+        widths), which keeps many wrinkles cheap."""
+        t, n = self._frame()
+        ext = np.abs(t) * 1.9 * self.half_length + np.abs(n) * 5.5 * self.width
+        rx, ry = q[:, 0] - self.center[0], q[:, 1] - self.center[1]
+        idx = np.flatnonzero((np.abs(rx) <= ext[0]) & (np.abs(ry) <= ext[1]))
+        rx, ry = rx[idx], ry[idx]
+        a = rx * t[0] + ry * t[1]
+        s = rx * n[0] + ry * n[1]
+        inside = (np.abs(a) <= 1.9 * self.half_length) & (np.abs(s) <= 5.5 * self.width)
+        return idx[inside], a[inside], s[inside], t, n
+
+    def profile(self, q):
+        """(s, along-window, gaussian, normal) of each point: s is the signed distance to the line."""
+        t, n = self._frame()
         rx, ry = q[:, 0] - self.center[0], q[:, 1] - self.center[1]
         s = rx * n[0] + ry * n[1]
         a = rx * t[0] + ry * t[1]
-        window = np.exp(-((a / self.half_length) ** 4))
-        return s, window, np.exp(-0.5 * (s / self.width) ** 2), n
+        return s, np.exp(-((a / self.half_length) ** 4)), np.exp(-0.5 * (s / self.width) ** 2), n
 
     def __call__(self, q):
-        # Only points near the segment move: evaluate there (the window is < 1e-6 beyond 1.9
-        # half-lengths, the Gaussian beyond 5.5 widths), which keeps many wrinkles cheap.
-        t = np.array([np.cos(self.angle), np.sin(self.angle)])
-        n = np.array([-t[1], t[0]])
-        reach_a, reach_s = 1.9 * self.half_length, 5.5 * self.width
-        ext = np.abs(t) * reach_a + np.abs(n) * reach_s
-        near = (np.abs(q[:, 0] - self.center[0]) <= ext[0]) & (np.abs(q[:, 1] - self.center[1]) <= ext[1])
+        idx, a, s, t, n = self._local(q)
         out = np.zeros_like(q)
-        if np.any(near):
-            s, window, g, _ = self.profile(q[near])
-            out[near] = (self.amp * window * g)[:, None] * n
+        if len(idx):
+            v = self.amp * np.exp(-((a / self.half_length) ** 4) - 0.5 * (s / self.width) ** 2)
+            out[idx, 0] = v * n[0]
+            out[idx, 1] = v * n[1]
         return out
+
+    def value_and_jacobian(self, q):
+        idx, a, s, t, n = self._local(q)
+        d = np.zeros_like(q)
+        jac = np.zeros((len(q), 2, 2))
+        if len(idx):
+            wg = np.exp(-((a / self.half_length) ** 4) - 0.5 * (s / self.width) ** 2)
+            # grad(window * g) = window g' n + window' g t
+            ds = -s / self.width ** 2 * wg
+            da = -4 * a ** 3 / self.half_length ** 4 * wg
+            gx = ds * n[0] + da * t[0]
+            gy = ds * n[1] + da * t[1]
+            d[idx, 0] = self.amp * wg * n[0]
+            d[idx, 1] = self.amp * wg * n[1]
+            jac[idx, 0, 0], jac[idx, 0, 1] = self.amp * n[0] * gx, self.amp * n[0] * gy
+            jac[idx, 1, 0], jac[idx, 1, 1] = self.amp * n[1] * gx, self.amp * n[1] * gy
+        return d, jac
 
 
 @dataclass
@@ -170,6 +209,17 @@ class Fold:
         e = self.softness
         # d = slope * n * (sqrt(s^2+e^2) - e) pulls no point across the line and is C-infinity.
         return (self.slope * (np.sqrt(s * s + e * e) - e))[:, None] * n
+
+    def value_and_jacobian(self, q):
+        s, n = self.signed_distance(q)
+        e = self.softness
+        root = np.sqrt(s * s + e * e)
+        d = (self.slope * (root - e))[:, None] * n
+        k = self.slope * s / root  # d/ds of the profile; grad s = n
+        jac = np.empty((len(q), 2, 2))
+        jac[:, 0, 0], jac[:, 0, 1] = k * n[0] * n[0], k * n[0] * n[1]
+        jac[:, 1, 0], jac[:, 1, 1] = k * n[1] * n[0], k * n[1] * n[1]
+        return d, jac
 
 
 @dataclass
@@ -205,21 +255,49 @@ class Displacement:
     def backward(self, q: np.ndarray) -> np.ndarray:
         return q + self.displacement(q)
 
+    def value_and_jacobian(self, q: np.ndarray):
+        d = np.zeros_like(q)
+        jac = np.zeros((len(q), 2, 2))
+        keep = None
+        if self.support is not None:
+            x0, y0, x1, y1 = self.support
+            keep = (q[:, 0] >= x0) & (q[:, 0] <= x1) & (q[:, 1] >= y0) & (q[:, 1] <= y1)
+            if not np.any(keep):
+                return d, jac
+            sub = q[keep]
+        else:
+            sub = q
+        dd = np.zeros_like(sub)
+        jj = np.zeros((len(sub), 2, 2))
+        for term in self.terms:
+            v, j = term.value_and_jacobian(sub)
+            dd += v
+            jj += j
+        if keep is None:
+            return dd, jj
+        d[keep], jac[keep] = dd, jj
+        return d, jac
+
     def forward(self, p: np.ndarray) -> np.ndarray:
+        """Newton on q + d(q) = p with the analytic Jacobian, iterating only unconverged points."""
         q = p - self.displacement(p)
-        h = 0.25
-        ex = np.array([h, 0.0])
-        ey = np.array([0.0, h])
+        active = np.arange(len(p))
         for _ in range(_NEWTON_MAX_ITER):
-            r = self.backward(q) - p
-            if np.max(np.abs(r), initial=0.0) < _NEWTON_TOL * 0.01:
+            if len(active) == 0:
                 break
-            jx = (self.backward(q + ex) - self.backward(q - ex)) / (2 * h)
-            jy = (self.backward(q + ey) - self.backward(q - ey)) / (2 * h)
-            det = jx[:, 0] * jy[:, 1] - jy[:, 0] * jx[:, 1]
-            dx = (jy[:, 1] * r[:, 0] - jy[:, 0] * r[:, 1]) / det
-            dy = (-jx[:, 1] * r[:, 0] + jx[:, 0] * r[:, 1]) / det
-            q = q - np.stack([dx, dy], 1)
+            qa = q[active]
+            d, jac = self.value_and_jacobian(qa)
+            r = qa + d - p[active]
+            done = np.abs(r).max(1) < _NEWTON_TOL * 0.01
+            a11, a12 = 1 + jac[:, 0, 0], jac[:, 0, 1]
+            a21, a22 = jac[:, 1, 0], 1 + jac[:, 1, 1]
+            det = a11 * a22 - a12 * a21
+            dx = (a22 * r[:, 0] - a12 * r[:, 1]) / det
+            dy = (-a21 * r[:, 0] + a11 * r[:, 1]) / det
+            step = np.stack([dx, dy], 1)
+            step[done] = 0
+            q[active] = qa - step
+            active = active[~done]
         return q
 
 
