@@ -53,6 +53,26 @@ def _run_score(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the README's main job: a small worked example with results to look at",
+                       description="Synthesise a few records, score a submission carrying one typical "
+                       "digitisation error per image, and print what the metric makes of each.")
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--fs", type=float, default=500, help="sampling rate of the records (default 500)")
+    p.add_argument("--seed", type=int, default=2025)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from ecgdigit.demo import run_demo
+
+    run_demo(args.out, fs=args.fs, seed=args.seed)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecgdigit",
@@ -64,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # One _add_<command> per subcommand; each sets `func` to a thin _run_<command>.
     _add_score(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -39,7 +39,7 @@ class ScoreReport:
 
     score: float  # dB
     per_image: pd.DataFrame  # image_id, fs, n_rows, snr, snr_db, capped
-    per_lead: pd.DataFrame  # image_id, lead, n, lag, offset, p_signal, p_noise, snr_db
+    per_lead: pd.DataFrame  # image_id, lead, n, lag, offset, p_signal, p_noise, snr_db (capped like images)
     perfect_score: float
 
     @property
@@ -50,6 +50,12 @@ class ScoreReport:
             p_signal=("p_signal", "sum"), p_noise=("p_noise", "sum"))
         t["pooled_snr_db"] = _to_db(t["p_signal"] / t["p_noise"].replace(0, np.nan))
         return t.reindex([lead for lead in LEADS if lead in t.index])
+
+
+def _capped_ratio(signal: np.ndarray, noise: np.ndarray, perfect_score: float) -> np.ndarray:
+    """signal / noise as the metric caps it: perfect_score when noise is 0, 0 when signal is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(noise == 0, perfect_score, np.where(signal == 0, 0.0, np.minimum(signal / noise, perfect_score)))
 
 
 def _to_db(ratio):
@@ -250,12 +256,11 @@ def score_breakdown(solution: pd.DataFrame, submission: pd.DataFrame, row_id_col
         "image_id": image_names[s_image], "lead": np.asarray(LEADS, dtype=object)[s_lead],
         "n": lengths, "lag": lag, "offset": offset, "p_signal": p_signal, "p_noise": p_noise,
     })
-    per_lead["snr_db"] = _to_db(per_lead["p_signal"] / per_lead["p_noise"].where(per_lead["p_noise"] > 0))
+    per_lead["snr_db"] = _to_db(_capped_ratio(p_signal, p_noise, perfect_score))
 
     sig = np.bincount(s_image, weights=p_signal, minlength=n_images)
     noi = np.bincount(s_image, weights=p_noise, minlength=n_images)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = np.where(noi == 0, perfect_score, np.where(sig == 0, 0.0, np.minimum(sig / noi, perfect_score)))
+    snr = _capped_ratio(sig, noi, perfect_score)
     per_image = pd.DataFrame({
         "image_id": image_names, "fs": image_fs,
         "n_rows": np.bincount(s_image, weights=lengths, minlength=n_images).astype(np.int64),
