@@ -9,7 +9,6 @@ Ids are random 10-digit integers drawn from the seed; the same seed gives the sa
 from __future__ import annotations
 
 import multiprocessing
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -164,7 +163,9 @@ def generate_dataset(out, records: int, types: Sequence[str] = ("0001",), split:
     bar = tqdm(total=records, desc=f"synth {split}", unit="record", disable=not progress)
     results = []
     if workers > 1:
-        ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context()
+        # spawn, not fork: a forked child of a process whose OpenCV/torch thread pools already ran
+        # can deadlock on their locks (seen in the test suite).
+        ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker) as pool:
             for res in pool.imap(_render_record, jobs):
                 results.append(res)
