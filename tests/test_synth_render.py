@@ -84,3 +84,12 @@ def test_other_layouts_and_paper(layout_name, paper):
     assert len(p.lead_paths) == len(layout.placements)
     n_leads = np.isfinite(p.keypoints[:12, 0]).sum()
     assert n_leads == 12
+
+
+def test_header_prints_the_record_rate():
+    from ecgdigit.synth.signals import simulate_record_with_params
+
+    x, params = simulate_record_with_params(250, 8, heart_rate=97.0)
+    p = render_page(x, 250, 2, style=PageStyle(header=True), dpi=100, signal_params=params)
+    assert any("Vent. rate 97 BPM" in line for line in p.header_lines)
+    assert any("25 mm/s" in line and "10 mm/mV" in line for line in p.header_lines)

@@ -314,24 +314,37 @@ def _draw_text(img: np.ndarray, text: str, font_name: str, size_px: float, colou
     return (x0, y0, x0 + w, y0 + h)
 
 
-def _fake_header(rng: np.random.Generator, fs: float) -> Tuple[List[str], str]:
-    """Patient-like header lines and a speed/gain line (all invented)."""
+def _fake_header(rng: np.random.Generator, fs: float, params=None) -> Tuple[List[str], str]:
+    """Patient-like header lines and a speed/gain line (invented; intervals from `params` when given)."""
     first = ["J.", "M.", "A.", "R.", "S.", "K.", "L.", "D.", "P."][rng.integers(9)]
     last = ["Smith", "Garcia", "Müller", "Rossi", "Novak", "Tanaka", "Dubois", "Silva", "Kowalski",
             "Jensen", "Okafor", "Patel"][rng.integers(12)]
     sex = "M" if rng.random() < 0.5 else "F"
     y, mo, d = rng.integers(1989, 2024), rng.integers(1, 13), rng.integers(1, 29)
     hh, mm, ss = rng.integers(0, 24), rng.integers(0, 60), rng.integers(0, 60)
+    if params is not None:
+        rate = int(round(params.heart_rate))
+        pr = int(round(1000 * (params.pr_interval + 0.04)))
+        qrs = int(round(90 * params.qrs_width))
+        qtc = int(round(1000 * params.qtc))
+        qt = int(round(qtc * np.sqrt(60.0 / params.heart_rate)))
+    else:
+        rate, pr, qrs = rng.integers(40, 180), rng.integers(110, 240), rng.integers(70, 170)
+        qt, qtc = rng.integers(300, 460), rng.integers(360, 500)
     lines = [
         f"ID: {rng.integers(10 ** 6, 10 ** 8)}   {last}, {first}   {sex}   {rng.integers(18, 95)} yrs",
         f"{d:02d}-{['Jan','Feb','Mar','Apr','May','Jun','Jul','Aug','Sep','Oct','Nov','Dec'][mo-1]}-{y} "
         f"{hh:02d}:{mm:02d}:{ss:02d}",
-        f"Vent. rate {rng.integers(40, 180)} BPM   PR int {rng.integers(110, 240)} ms   "
-        f"QRS dur {rng.integers(70, 170)} ms   QT/QTc {rng.integers(300, 460)}/{rng.integers(360, 500)} ms",
+        f"Vent. rate {rate} BPM   PR int {pr} ms   QRS dur {qrs} ms   QT/QTc {qt}/{qtc} ms",
     ]
     if rng.random() < 0.5:
-        lines.append(["Sinus rhythm", "Normal ECG", "Borderline ECG", "Abnormal ECG", "Atrial fibrillation",
-                      "Left ventricular hypertrophy", "Otherwise normal ECG"][rng.integers(7)])
+        if params is not None and params.rhythm == "af":
+            lines.append("Atrial fibrillation")
+        elif params is not None and params.rhythm == "sinus_pvc":
+            lines.append("Sinus rhythm with premature ventricular complexes")
+        else:
+            lines.append(["Sinus rhythm", "Normal ECG", "Borderline ECG", "Abnormal ECG",
+                          "Left ventricular hypertrophy", "Otherwise normal ECG"][rng.integers(6)])
     hum = "50 Hz" if rng.random() < 0.5 else "60 Hz"
     speed = f"25 mm/s   10 mm/mV   0.05-{[40, 100, 150][rng.integers(3)]} Hz   {hum}   {fs:g} Hz"
     return lines, speed
@@ -342,10 +355,11 @@ def _fake_header(rng: np.random.Generator, fs: float) -> Tuple[List[str], str]:
 # ---------------------------------------------------------------------------------------------
 def render_page(signals: np.ndarray, fs: float, rng, *, style: Optional[PageStyle] = None,
                 layout: PaperLayout = STANDARD_3X4, paper: PaperSize = LETTER,
-                dpi: float = DEFAULT_DPI) -> RenderedPage:
+                dpi: float = DEFAULT_DPI, signal_params=None) -> RenderedPage:
     """Draw `signals` ((n, 12) mV, LEADS order) as a printed ECG page with exact labels.
 
-    `rng` (Generator or int seed) draws the style (unless given) and the header text.
+    `rng` (Generator or int seed) draws the style (unless given) and the header text;
+    `signal_params` (a SignalParams) makes the printed rate and intervals match the record.
     """
     rng = np.random.default_rng(rng)
     style = sample_style(rng) if style is None else style
@@ -399,7 +413,7 @@ def render_page(signals: np.ndarray, fs: float, rng, *, style: Optional[PageStyl
 
     header_lines: Tuple[str, ...] = ()
     if style.header:
-        lines, speed = _fake_header(rng, fs)
+        lines, speed = _fake_header(rng, fs, signal_params)
         size = style.header_size_mm * px_per_mm
         top = mm_to_pixels(rng.uniform(4.0, 8.0), dpi)
         left = mm_to_pixels(rng.uniform(8.0, 20.0), dpi)

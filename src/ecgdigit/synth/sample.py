@@ -24,7 +24,7 @@ from ecgdigit.layout import (
     PaperSize,
 )
 from ecgdigit.synth.render import LeadPixelPath, PageStyle, RenderedPage, apply_affine, render_page
-from ecgdigit.synth.signals import simulate_record
+from ecgdigit.synth.signals import simulate_record_with_params
 from ecgdigit.synth.traces import render_band_masks
 
 COMPETITION_FS = (250.0, 256.0, 500.0, 512.0, 1000.0, 1025.0)
@@ -145,17 +145,19 @@ def make_sample(seed: int, index: int, image_type: str = "0001", *, record_id: O
     """Render record `index` of run `seed` as `image_type`; deterministic in (seed, index, type)."""
     sig_rng = record_rng(seed, index, 0)
     fs = choose_fs(sig_rng, fs_choices) if fs is None else float(fs)
-    signals = simulate_record(fs, sig_rng, **(signal_options or {}))
+    signals, params = simulate_record_with_params(fs, sig_rng, **(signal_options or {}))
     return sample_from_signals(signals, fs, image_type, record_rng(seed, index, 1),
                                record_rng(seed, index, 2, image_type), record_id=record_id or str(index),
-                               layout=layout, paper=paper, dpi=dpi, style=style)
+                               layout=layout, paper=paper, dpi=dpi, style=style, signal_params=params)
 
 
 def sample_from_signals(signals: np.ndarray, fs: float, image_type: str, page_rng, degrade_rng, *,
                         record_id: str = "0", layout: PaperLayout = STANDARD_3X4, paper: PaperSize = LETTER,
-                        dpi: float = DEFAULT_DPI, style: Optional[PageStyle] = None) -> SynthSample:
+                        dpi: float = DEFAULT_DPI, style: Optional[PageStyle] = None,
+                        signal_params=None) -> SynthSample:
     """Clean page from `page_rng` (shared by all types of a record), then the degradation of the type."""
-    page = render_page(signals, fs, page_rng, style=style, layout=layout, paper=paper, dpi=dpi)
+    page = render_page(signals, fs, page_rng, style=style, layout=layout, paper=paper, dpi=dpi,
+                       signal_params=signal_params)
     image, orientation, warp = degrade_page(page.image, image_type, np.random.default_rng(degrade_rng))
     fwd = warp.forward
     kp = np.full_like(page.keypoints, np.nan)

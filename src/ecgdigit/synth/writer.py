@@ -23,7 +23,7 @@ from ecgdigit.io import IMAGE_TYPES, solution_rows, test_rows_for_image
 from ecgdigit.layout import LAYOUTS, LEAD_INDEX, LEADS, PAPER_SIZES, STANDARD_3X4, PaperLayout
 from ecgdigit.synth.labels import write_image_labels, write_record_labels
 from ecgdigit.synth.sample import COMPETITION_FS, choose_fs, get_degrader, record_rng, sample_from_signals
-from ecgdigit.synth.signals import simulate_record
+from ecgdigit.synth.signals import simulate_record_with_params
 from ecgdigit.synth.traces import placement_sample_range
 
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -89,7 +89,7 @@ def _render_record(job) -> dict:
     out = Path(cfg.out)
     sig_rng = record_rng(cfg.seed, k, 0)
     fs = choose_fs(sig_rng, cfg.fs_choices)
-    signals = simulate_record(fs, sig_rng)
+    signals, params = simulate_record_with_params(fs, sig_rng)
     labels_dir = out / "labels"
     if cfg.labels:
         write_record_labels(labels_dir, record_id, signals, fs, layout)
@@ -103,7 +103,7 @@ def _render_record(job) -> dict:
     for image_type, image_id in zip(cfg.types, image_ids):
         sample = sample_from_signals(signals, fs, image_type, record_rng(cfg.seed, k, 1),
                                      record_rng(cfg.seed, k, 2, image_type), record_id=record_id,
-                                     layout=layout, paper=paper, dpi=cfg.dpi)
+                                     layout=layout, paper=paper, dpi=cfg.dpi, signal_params=params)
         if cfg.split == "train":
             _write_png(out / "train" / record_id / f"{image_id}.png", sample.image)
         else:
@@ -163,8 +163,7 @@ def generate_dataset(out, records: int, types: Sequence[str] = ("0001",), split:
     bar = tqdm(total=records, desc=f"synth {split}", unit="record", disable=not progress)
     results = []
     if workers > 1:
-        # spawn, not fork: a forked child of a process whose OpenCV/torch thread pools already ran
-        # can deadlock on their locks (seen in the test suite).
+        # spawn, not fork: a fork taken while cv2/BLAS threads hold locks can deadlock the children
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker) as pool:
             for res in pool.imap(_render_record, jobs):
