@@ -34,13 +34,16 @@ class Affine:
 
     matrix: np.ndarray
 
+    @staticmethod
+    def _apply(m, p):
+        x, y = p[:, 0], p[:, 1]
+        return np.stack([m[0, 0] * x + m[0, 1] * y + m[0, 2], m[1, 0] * x + m[1, 1] * y + m[1, 2]], 1)
+
     def forward(self, p: np.ndarray) -> np.ndarray:
-        m = self.matrix
-        return p @ m[:, :2].T + m[:, 2]
+        return self._apply(np.asarray(self.matrix, np.float64), p)
 
     def backward(self, q: np.ndarray) -> np.ndarray:
-        inv = cv2.invertAffineTransform(self.matrix.astype(np.float64))
-        return q @ inv[:, :2].T + inv[:, 2]
+        return self._apply(cv2.invertAffineTransform(np.asarray(self.matrix, np.float64)), q)
 
 
 @dataclass
@@ -51,8 +54,9 @@ class Homography:
 
     @staticmethod
     def _apply(m: np.ndarray, p: np.ndarray) -> np.ndarray:
-        h = p @ m[:, :2].T + m[:, 2]
-        return h[:, :2] / h[:, 2:3]
+        x, y = p[:, 0], p[:, 1]
+        w = 1.0 / (m[2, 0] * x + m[2, 1] * y + m[2, 2])
+        return np.stack([(m[0, 0] * x + m[0, 1] * y + m[0, 2]) * w, (m[1, 0] * x + m[1, 1] * y + m[1, 2]) * w], 1)
 
     def forward(self, p: np.ndarray) -> np.ndarray:
         return self._apply(self.matrix, p)
@@ -78,10 +82,10 @@ class RadialLens:
         return r * (1.0 + self.k1 * r * r + self.k2 * r ** 4)
 
     def backward(self, d: np.ndarray) -> np.ndarray:
-        c = np.asarray(self.center)
-        v = (d - c) / self.norm
-        r2 = (v * v).sum(1, keepdims=True)
-        return c + (d - c) * (1.0 + self.k1 * r2 + self.k2 * r2 * r2)
+        dx, dy = d[:, 0] - self.center[0], d[:, 1] - self.center[1]
+        r2 = (dx * dx + dy * dy) * (1.0 / self.norm ** 2)
+        f = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
+        return np.stack([self.center[0] + dx * f, self.center[1] + dy * f], 1)
 
     def forward(self, u: np.ndarray) -> np.ndarray:
         c = np.asarray(self.center)
@@ -108,8 +112,8 @@ class Wave:
     phase: float
 
     def __call__(self, q):
-        s = np.sin(2 * np.pi * (q @ np.asarray(self.freq)) + self.phase)
-        return s[:, None] * np.asarray(self.amp)
+        s = np.sin((2 * np.pi * self.freq[0]) * q[:, 0] + (2 * np.pi * self.freq[1]) * q[:, 1] + self.phase)
+        return np.stack([s * self.amp[0], s * self.amp[1]], 1)
 
 
 @dataclass
@@ -126,15 +130,25 @@ class Ridge:
         """(s, along-window, gaussian) of each point: s is the signed distance to the line."""
         t = np.array([np.cos(self.angle), np.sin(self.angle)])
         n = np.array([-t[1], t[0]])
-        rel = q - np.asarray(self.center)
-        s = rel @ n
-        a = rel @ t
+        rx, ry = q[:, 0] - self.center[0], q[:, 1] - self.center[1]
+        s = rx * n[0] + ry * n[1]
+        a = rx * t[0] + ry * t[1]
         window = np.exp(-((a / self.half_length) ** 4))
         return s, window, np.exp(-0.5 * (s / self.width) ** 2), n
 
     def __call__(self, q):
-        s, window, g, n = self.profile(q)
-        return (self.amp * window * g)[:, None] * n
+        # Only points near the segment move: evaluate there (the window is < 1e-6 beyond 1.9
+        # half-lengths, the Gaussian beyond 5.5 widths), which keeps many wrinkles cheap.
+        t = np.array([np.cos(self.angle), np.sin(self.angle)])
+        n = np.array([-t[1], t[0]])
+        reach_a, reach_s = 1.9 * self.half_length, 5.5 * self.width
+        ext = np.abs(t) * reach_a + np.abs(n) * reach_s
+        near = (np.abs(q[:, 0] - self.center[0]) <= ext[0]) & (np.abs(q[:, 1] - self.center[1]) <= ext[1])
+        out = np.zeros_like(q)
+        if np.any(near):
+            s, window, g, _ = self.profile(q[near])
+            out[near] = (self.amp * window * g)[:, None] * n
+        return out
 
 
 @dataclass
@@ -149,7 +163,7 @@ class Fold:
     def signed_distance(self, q):
         t = np.array([np.cos(self.angle), np.sin(self.angle)])
         n = np.array([-t[1], t[0]])
-        return (q - np.asarray(self.point)) @ n, n
+        return (q[:, 0] - self.point[0]) * n[0] + (q[:, 1] - self.point[1]) * n[1], n
 
     def __call__(self, q):
         s, n = self.signed_distance(q)
@@ -163,12 +177,26 @@ class Displacement:
     """Paper that is not flat: the flat-view point q shows page point p = q + d(q).
 
     `forward` (page -> flat view) solves q + d(q) = p by Newton with a numerical Jacobian;
-    the terms keep |grad d| well below 1 so that the map is one-to-one.
+    the terms keep |grad d| well below 1 so that the map is one-to-one. `support` (x0, y0, x1, y1):
+    d is 0 outside this box (set it well around the page: there only the table shows), which
+    saves evaluating the terms where nothing of the page is seen.
     """
 
     terms: List = field(default_factory=list)
+    support: Tuple[float, float, float, float] | None = None
 
     def displacement(self, q: np.ndarray) -> np.ndarray:
+        if self.support is not None:
+            x0, y0, x1, y1 = self.support
+            keep = (q[:, 0] >= x0) & (q[:, 0] <= x1) & (q[:, 1] >= y0) & (q[:, 1] <= y1)
+            d = np.zeros_like(q)
+            if np.any(keep):
+                sub = q[keep]
+                acc = np.zeros_like(sub)
+                for term in self.terms:
+                    acc += term(sub)
+                d[keep] = acc
+            return d
         d = np.zeros_like(q)
         for term in self.terms:
             d += term(q)
@@ -277,30 +305,49 @@ def backward_through(steps: Sequence, points: np.ndarray) -> np.ndarray:
     return q
 
 
-def dense_backward_map(steps: Sequence, width: int, height: int, cell: int = 8):
-    """float32 (map_x, map_y) of shape (height, width) for cv2.remap: output pixel -> source pixel.
+_QUARTER = np.array([-0.0546875, 0.8203125, 0.2734375, -0.0390625])  # cubic Lagrange at t = 1/4
 
-    The chain is evaluated exactly at the centres of `cell` x `cell` blocks (plus a 1-node margin
-    so that every pixel lies between nodes) and upsampled with cv2.resize(INTER_LINEAR), whose
-    pixel-centre convention puts node k exactly at pixel (k + 0.5) * cell - 0.5. Bilinear, not
-    cubic: OpenCV's cubic kernel (a = -0.75) does not even reproduce linear maps (errors of
-    0.2 px on a page-sized map); bilinear errs by cell^2 / 8 * |map''|, under 0.03 px for the
-    smooth maps used here. Also returns the exact (gh, gw, 2) node values at the block centres.
+
+def _refine(a: np.ndarray, axis: int) -> np.ndarray:
+    """Values at the quarter points k + 1/4 and k + 3/4 between nodes k = 1 .. n-3 (4-point cubic
+    Lagrange, exact for cubics), interleaved: a grid of twice the density, shifted by 1/4."""
+    a = np.moveaxis(a, axis, 0)
+    n = a.shape[0]
+    taps = [a[i:n - 3 + i] for i in range(4)]
+    q1 = sum(w * t for w, t in zip(_QUARTER, taps))
+    q3 = sum(w * t for w, t in zip(_QUARTER[::-1], taps))
+    out = np.empty((2 * (n - 3),) + a.shape[1:], a.dtype)
+    out[0::2], out[1::2] = q1, q3
+    return np.moveaxis(out, 0, axis)
+
+
+def dense_backward_map(steps: Sequence, width: int, height: int, cell: int = 8):
+    """float32 (map_x, map_y) of shape (height, width) for cv2.remap: output pixel -> source pixel,
+    and the exact (gh, gw, 2) values at the centres of the `cell` x `cell` blocks.
+
+    The chain is evaluated exactly at the block centres (plus 2 nodes of margin), refined to
+    half-size blocks by cubic interpolation and upsampled with cv2.resize(INTER_LINEAR), whose
+    pixel-centre convention puts refined node j exactly at pixel (j - 1 + 0.5) * cell/2 - 0.5.
+    Not cv2's INTER_CUBIC: its kernel (a = -0.75) does not even reproduce linear maps (0.2 px
+    errors on page-sized maps). The bilinear step errs by (cell/2)^2 / 8 * |map''|: < 0.02 px
+    for the maps made here (checked in tests/test_degrade.py).
     """
-    margin = 1
+    if cell % 2:
+        raise ValueError(f"cell must be even, got {cell}")
+    margin = 2
     gw = -(-width // cell) + 2 * margin
     gh = -(-height // cell) + 2 * margin
     xs = (np.arange(gw) - margin + 0.5) * cell - 0.5
     ys = (np.arange(gh) - margin + 0.5) * cell - 0.5
     gx, gy = np.meshgrid(xs, ys)
-    src = backward_through(steps, np.stack([gx.ravel(), gy.ravel()], 1))
+    src = backward_through(steps, np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gh, gw, 2)
+    half = cell // 2
     out = []
     for k in range(2):
-        coarse = src[:, k].reshape(gh, gw).astype(np.float32)
-        fine = cv2.resize(coarse, (gw * cell, gh * cell), interpolation=cv2.INTER_LINEAR)
-        out.append(np.ascontiguousarray(fine[margin * cell:margin * cell + height, margin * cell:margin * cell + width]))
-    nodes = src.reshape(gh, gw, 2)[margin:-margin, margin:-margin]
-    return out[0], out[1], nodes
+        fine = _refine(_refine(src[..., k], 1), 0).astype(np.float32)
+        fine = cv2.resize(fine, (fine.shape[1] * half, fine.shape[0] * half), interpolation=cv2.INTER_LINEAR)
+        out.append(fine[half:half + height, half:half + width])  # a view: cv2 takes row strides
+    return out[0], out[1], src[margin:-margin, margin:-margin]
 
 
 def coarse_backward_grid(steps: Sequence, width: int, height: int, cell: int) -> np.ndarray:
