@@ -14,7 +14,7 @@ sinus arrhythmia, atrial fibrillation, premature ventricular beats, wide and tal
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Dict, Union
+from typing import Dict, Tuple, Union
 
 import numpy as np
 
@@ -226,6 +226,12 @@ def simulate_record(fs: float, rng: Union[np.random.Generator, int], duration_s:
     `options` fix fields of `SignalParams` (e.g. heart_rate=150, rhythm="af", t_mode="inverted");
     the rest are drawn from `rng`. The same generator state gives the same record.
     """
+    return simulate_record_with_params(fs, rng, duration_s, **options)[0]
+
+
+def simulate_record_with_params(fs: float, rng: Union[np.random.Generator, int], duration_s: float = 10.0,
+                                **options) -> Tuple[np.ndarray, SignalParams]:
+    """`simulate_record` and the SignalParams it used (e.g. to print a matching header)."""
     if fs <= 0 or duration_s <= 0:
         raise ValueError(f"fs and duration_s must be positive, got fs={fs}, duration_s={duration_s}")
     rng = np.random.default_rng(rng)
@@ -254,4 +260,4 @@ def simulate_record(fs: float, rng: Union[np.random.Generator, int], duration_s:
     out[:, 4] = lead_i - lead_ii / 2  # aVL
     out[:, 5] = lead_ii - lead_i / 2  # aVF
     out[:, 6:] = ind[:, 2:]
-    return out
+    return out, p

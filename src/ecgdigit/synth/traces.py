@@ -18,7 +18,6 @@ from ecgdigit.layout import (
     CANONICAL_PX_PER_MV,
     CANONICAL_WIDTH,
     LEAD_INDEX,
-    N_BANDS,
     STANDARD_3X4,
     LeadPlacement,
     PaperLayout,
@@ -61,11 +60,6 @@ def placement_sample_range(placement: LeadPlacement, fs: float, n_samples: int) 
     return start, stop
 
 
-def band_of_row(layout: PaperLayout, row: int) -> int:
-    """Stage-2 band of a printed row: rows beyond the last band share the last one."""
-    return min(row, N_BANDS - 1)
-
-
 def canonical_trace_paths(signals: np.ndarray, fs: float, layout: PaperLayout = STANDARD_3X4) -> List[TracePath]:
     """Polylines, in canonical pixels, of every placement of `layout` (in `layout.placements` order).
 
@@ -103,19 +97,20 @@ def to_cv_points(xy: np.ndarray, scale: float = 1.0) -> np.ndarray:
 def render_band_masks(signals: np.ndarray, fs: float, *, width: int = CANONICAL_WIDTH,
                       height: int = CANONICAL_HEIGHT, line_width: int = 1,
                       layout: PaperLayout = STANDARD_3X4) -> np.ndarray:
-    """Anti-aliased trace masks in the canonical frame, uint8 (N_BANDS, height, width), 255 = on the line.
+    """Anti-aliased trace masks in the canonical frame, uint8 (n_bands, height, width), 255 = on the line.
 
-    `width`/`height` other than the canonical size scale the frame uniformly in each axis (a
-    smaller mask for quick experiments); band k holds printed row k.
+    Band k holds printed row k of `layout` (n_bands = N_BANDS = 4 for the competition layout,
+    layout.n_rows in general). `width`/`height` other than the canonical size scale the frame in
+    each axis (smaller masks for quick experiments).
     """
     sx = width / CANONICAL_WIDTH
     sy = height / CANONICAL_HEIGHT
-    masks = np.zeros((N_BANDS, height, width), dtype=np.uint8)
+    masks = np.zeros((layout.n_rows, height, width), dtype=np.uint8)
     for path in canonical_trace_paths(signals, fs, layout):
         if len(path.xy) < 2:
             continue
         pts = to_cv_points(path.xy * np.array([sx, sy]))
-        cv2.polylines(masks[band_of_row(layout, path.band)], [pts], False, 255, int(line_width),
+        cv2.polylines(masks[path.band], [pts], False, 255, int(line_width),
                       cv2.LINE_AA, DRAW_SHIFT)
     return masks
 
