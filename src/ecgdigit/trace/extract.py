@@ -1,7 +1,8 @@
 """From the 4 band probability maps in the canonical frame to a 12-lead record.
 
 Steps (each switchable through `ExtractOptions`, so that its gain can be measured):
-1. per band and column, the trace's y: argmax + parabolic sub-pixel step (the seed), or the
+1. per band, the run of each column that belongs to the trace, by dynamic programming over the
+   candidate runs (`tracking`), then the trace's y: argmax + parabolic sub-pixel step (the seed), or the
    probability-weighted centroid of the run of high pixels around the peak, snapped to the run's
    end at local extrema (a steep QRS stroke fills many pixels of one column);
 2. columns whose peak is below `threshold` are gaps, filled by PCHIP within the lead segment;
@@ -37,6 +38,8 @@ from ecgdigit.layout import (
     segment_start,
 )
 
+from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
+
 ESTIMATORS = ("argmax", "run")
 RESAMPLERS = ("lanczos", "pchip", "cubic", "linear", "fft_row")
 
@@ -50,6 +53,9 @@ class ExtractOptions:
     run_fraction: float = 0.5  # run = contiguous pixels >= run_fraction * peak
     extremum_snap: bool = True  # run only: at local extrema take the run's far end, not its centre
     threshold: float = 0.15  # columns with peak probability below this are gaps
+    tracking: bool = True  # follow the trace through crossings/speckle by DP over candidate runs
+    track_jump_cost: float = 0.1  # per pixel of vertical gap between consecutive runs (tracking.py)
+    track_gap_prob: float = 0.1  # skipping a column costs -log(this)
     gap_fill: str = "pchip"  # pchip | linear
     resample: str = "lanczos"  # one of RESAMPLERS; fft_row = seed (FFT over the whole row, then split)
     lanczos_a: int = 4
@@ -73,7 +79,7 @@ class ExtractOptions:
 
     def seed(self) -> "ExtractOptions":
         """The 3rd-place pipeline's choices, as a baseline for gain measurements."""
-        return replace(self, estimator="argmax", parabolic=True, extremum_snap=False, resample="fft_row",
+        return replace(self, estimator="argmax", parabolic=True, extremum_snap=False, resample="fft_row", tracking=False,
                        fuse_lead_ii=False, einthoven=True, goldberger=False, augmented_with_ii=False,
                        consistency_gate=np.inf, residual_clip_mv=np.inf)
 
@@ -98,7 +104,12 @@ def band_columns(prob: np.ndarray, options: Optional[ExtractOptions] = None) -> 
     ys = np.empty((prob.shape[0], prob.shape[2]))
     peaks = np.empty_like(ys)
     for b in range(prob.shape[0]):
-        ys[b], peaks[b] = _columns_of(prob[b], o)
+        p = prob[b]
+        if o.tracking:
+            top, bottom = track_runs(p, TrackOptions(candidate_threshold=o.threshold, jump_cost=o.track_jump_cost,
+                                                     gap_prob=o.track_gap_prob))
+            p = keep_tracked(p, top, bottom)
+        ys[b], peaks[b] = _columns_of(p, o)
     ys[peaks < o.threshold] = np.nan
     return ys, peaks
 
