@@ -41,6 +41,9 @@ PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
+_DEBUG = False
+PULSE_MIN = 0.05  # top-stroke ink that counts as a calibration pulse
+START_WEIGHT = 2.0  # template weight of row/segment start marks (pulses, labels) vs their mirror image
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
@@ -411,17 +414,24 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
     lay = layout.STANDARD_3X4
     x0 = layout.seconds_to_mm(0.0)
     x1 = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    start = np.zeros_like(X)  # where ink marks the start of a row or segment (pulse, label)
+    pw = 0.2 * layout.PAPER_SPEED_MM_PER_S
     for y_b in lay.baselines_y_mm:
         band = np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2)
         t += band * ((X >= x0) & (X <= x1))
         # calibration pulse: 1 mV high, 0.2 s wide, just left of the trace start
-        pw = 0.2 * layout.PAPER_SPEED_MM_PER_S
-        pulse = (Y <= y_b + 1) & (Y >= y_b - layout.GAIN_MM_PER_MV - 1) & (X >= x0 - pw - 1) & (X < x0)
-        t += 0.8 * pulse
+        start += (Y <= y_b + 1) & (Y >= y_b - layout.GAIN_MM_PER_MV - 1) & (X >= x0 - pw - 1) & (X < x0)
     # lead labels: text just right of (and around) their label nodes
     for (j, i) in lay.label_nodes:
         xl, yl = layout.grid_node_mm(j, i)
-        t += 0.8 * ((X >= xl) & (X <= xl + 7) & (np.abs(Y - yl) <= 3))
+        start += (X >= xl - 2.5) & (X <= xl + 7) & (np.abs(Y - yl) <= 3)
+    start = np.minimum(start, 1.0)
+    # the same zones mirrored about the trace block's centre should be empty on an upright page
+    xc = 0.5 * (x0 + x1)
+    mirrored = ndimage.map_coordinates(start, [np.arange(X.shape[0])[:, None] * np.ones_like(X),
+                                               ((2 * xc - X) + layout.LARGE_GRID_MM / 2) / mm_per - 0.5],
+                                       order=0, mode="constant", cval=0.0)
+    t = t + START_WEIGHT * (start - mirrored)
     _TEMPLATE_CACHE[S] = t
     return t
 
@@ -450,7 +460,7 @@ def _orient_and_anchor(ink: np.ndarray, model: GridModel):
     inkb = cv2.GaussianBlur(ink, (0, 0), sig)
     obs = cv2.remap(inkb, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    on_grid = ndimage.binary_dilation(model.found, iterations=2)
+    on_grid = ndimage.binary_fill_holes(ndimage.binary_closing(model.found, iterations=2))
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     obs = np.where(on_grid_px, obs, 0.0)
     if obs.sum() < 1e-3:
@@ -478,10 +488,69 @@ def _orient_and_anchor(ink: np.ndarray, model: GridModel):
         score = c_sub + 0.5 * (in_sub - 1.0)
         a, b = np.unravel_index(int(np.argmax(score)), score.shape)
         results.append((float(score[a, b]), code, int(djs[a]), int(dis[b])))
+    by_code = {q[1]: q for q in results}
     results.sort(reverse=True)
-    best = results[0]
-    margin = best[0] - results[1][0]
-    return best[1], best[2], best[3], best[0], margin, float(obs.sum())
+    if _DEBUG:
+        print([tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in results])
+    score, code, dj, di = results[0]
+    partner = (code + 4) % layout.N_ORIENTATIONS
+    others = [q[0] for q in results if q[1] not in (code, partner)]
+    axis_margin = score - max(others)
+    # mirror: the calibration pulses sit at the START of each row; look at both ends of the rows
+    up = layout.undo_orientation(obs, code)
+    left, right, q_left, q_right = _row_end_pulses(up, dj)
+    evidence = (left - right) / max(left + right, 1e-6)
+    if _DEBUG:
+        print("pulse evidence", round(left, 3), round(right, 3), round(evidence, 3), q_left, q_right)
+    if max(left, right) > PULSE_MIN and abs(evidence) > 0.3:
+        if evidence < 0:
+            code = partner
+            width = up.shape[1]
+            q_left = width - 1 - q_right
+            _, dj, di = by_code[code][0], by_code[code][2], by_code[code][3]
+        # trace start (time 0, vertical line time0_line) = pulse start + pulse width
+        pw = 0.2 * layout.PAPER_SPEED_MM_PER_S
+        q0 = q_left + pw / (layout.LARGE_GRID_MM / S)
+        x0_mm = layout.STANDARD_3X4.time0_mm
+        di = int(round((q0 + 0.5 - S * (0.5 + x0_mm / layout.LARGE_GRID_MM)) / S))
+        mirror_margin = abs(evidence)
+    else:
+        mirror_margin = min(1.0, (score - by_code[partner][0]) / 0.04)
+    margin = min(axis_margin / 0.04, mirror_margin)
+    return code, dj, di, score, margin, float(obs.sum())
+
+
+def _row_end_pulses(up: np.ndarray, dj: int):
+    """Ink of a calibration pulse's top stroke at the left and right ends of the four rows.
+
+    `up` is the upright ink raster (S per box, cells centred on nodes) whose box row a holds
+    absolute node row a - dj. Returns (left, right, q_left, q_right): mean top-stroke ink and the
+    median column where the rows' ink starts / ends.
+    """
+    S = INK_SAMPLES_PER_BOX
+    per_mm = S / layout.LARGE_GRID_MM
+    h, w = up.shape
+    lefts, rights, qls, qrs = [], [], [], []
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+        lo, hi = p_b - int(12 * per_mm), p_b + int(8 * per_mm)
+        if lo < 0 or hi > h:
+            continue
+        prof = up[lo:hi].sum(axis=0)
+        if prof.sum() <= 0:
+            continue
+        cum = np.cumsum(prof) / prof.sum()
+        ql = int(np.searchsorted(cum, 0.005))
+        qr = int(np.searchsorted(cum, 0.995))
+        top = slice(p_b - int(11 * per_mm), p_b - int(9 * per_mm) + 1)
+        n = max(1, int(round(3 * per_mm)))
+        lefts.append(up[top, ql + 1:ql + 1 + n].max(axis=0).mean() if ql + 1 + n <= w else 0.0)
+        rights.append(up[top, max(qr - n, 0):qr].max(axis=0).mean() if qr - n >= 0 else 0.0)
+        qls.append(ql)
+        qrs.append(qr)
+    if not qls:
+        return 0.0, 0.0, 0, w - 1
+    return float(np.mean(lefts)), float(np.mean(rights)), int(np.median(qls)), int(np.median(qrs))
 
 
 def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
@@ -588,11 +657,11 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     found[inwin] = model.found[ri[inwin], ci[inwin]]
     n_found = int(found.sum())
     outside = int(model.found.sum()) - n_found
-    conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0) / 0.04) * min(1.0, max(score, 0.0) / 0.2)
+    conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2)
     reasons = []
     if n_found < 1000:
         reasons.append(f"only {n_found} page grid nodes detected")
-    if margin < 0.04:
+    if margin < 1.0:
         reasons.append(f"orientation uncertain (margin {margin:.3f})")
     if score < 0.2:
         reasons.append(f"weak layout match (score {score:.3f})")
