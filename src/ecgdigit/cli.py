@@ -53,6 +53,49 @@ def _run_score(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# synth
+# ---------------------------------------------------------------------------------------------
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="render synthetic ECG images with exact labels in the competition folder layout",
+        description="Simulate 12-lead records, print them on paper, degrade them into the competition "
+        "image types and write train/ (train.csv, train/{id}/{id}.csv, train/{id}/{id}-{type}.png) or "
+        "test/ (test.csv, test/{id}.png, solution.csv) plus exact labels under labels/.",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--records", type=int, required=True, help="number of records")
+    p.add_argument("--types", default="0001", help="comma-separated image types, e.g. 0001,0003,0005")
+    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--fs", default=None,
+                   help="comma-separated sampling rates to draw from (default: 250,256,500,512,1000,1025)")
+    p.add_argument("--layout", default="3x4+II", help="paper layout (3x4+II, 6x2, 12x1)")
+    p.add_argument("--paper", default="letter", help="paper size (letter, a4)")
+    p.add_argument("--dpi", type=float, default=200.0)
+    p.add_argument("--no-labels", action="store_true", help="skip the labels/ folder")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> int:
+    from ecgdigit.errors import InputError
+    from ecgdigit.synth.sample import COMPETITION_FS
+    from ecgdigit.synth.writer import generate_dataset
+
+    try:
+        fs = COMPETITION_FS if args.fs is None else tuple(float(v) for v in args.fs.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--fs must be comma-separated numbers, got {args.fs!r}") from None
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    out = generate_dataset(args.out, args.records, types, args.split, args.seed, workers=args.workers,
+                           fs_choices=fs, layout=args.layout, paper=args.paper, dpi=args.dpi,
+                           labels=not args.no_labels)
+    print(f"wrote {args.records} record(s) x {len(types)} type(s) ({args.split}) to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecgdigit",
@@ -64,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # One _add_<command> per subcommand; each sets `func` to a thin _run_<command>.
     _add_score(sub)
+    _add_synth(sub)
     return parser
 
 

@@ -147,7 +147,25 @@ STANDARD_3X4 = _grid_layout(
     label_rows_j=(19, 26, 33, 40),
     label_cols_i=(3, 16, 28, 41),
 )
-LAYOUTS: Dict[str, PaperLayout] = {STANDARD_3X4.name: STANDARD_3X4}
+# Further printed arrangements (synthetic data variety). Label nodes sit 6 mm below each
+# baseline, as in the competition layout (baseline 89.05 mm, label row j = 19 at 95 mm).
+SIX_BY_TWO = _grid_layout(
+    "6x2",
+    columns=(("I", "II", "III", "aVR", "aVL", "aVF"), ("V1", "V2", "V3", "V4", "V5", "V6")),
+    rhythm=(),
+    baselines_y_mm=(64.0, 89.0, 114.0, 139.0, 164.0, 189.0),
+    label_rows_j=(14, 19, 24, 29, 34, 39),
+    label_cols_i=(3, 28),
+)
+TWELVE_BY_ONE = _grid_layout(
+    "12x1",
+    columns=(LEADS,),
+    rhythm=(),
+    baselines_y_mm=tuple(5.0 * (8 + 3 * k) - 6.0 for k in range(12)),
+    label_rows_j=tuple(8 + 3 * k for k in range(12)),
+    label_cols_i=(3,),
+)
+LAYOUTS: Dict[str, PaperLayout] = {lay.name: lay for lay in (STANDARD_3X4, SIX_BY_TWO, TWELVE_BY_ONE)}
 
 
 # ---------------------------------------------------------------------------------------------
