@@ -42,7 +42,7 @@ WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 _DEBUG = False
-PULSE_MIN = 0.05  # top-stroke ink that counts as a calibration pulse
+PULSE_MIN = 0.1  # top-stroke ink that counts as a calibration pulse
 START_WEIGHT = 2.0  # template weight of row/segment start marks (pulses, labels) vs their mirror image
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
@@ -153,24 +153,30 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     fr = np.fft.rfft(prof, 2 * n)
     ac = np.fft.irfft(np.abs(fr) ** 2)[:n]
     ac = ac / max(ac[0], 1e-12)
-    # fundamental: first clear local maximum of the autocorrelation
-    seg = ac[:hi + 1]
-    peaks = [q for q in range(lo_f, hi) if seg[q] > seg[q - 1] and seg[q] >= seg[q + 1] and seg[q] > 0]
-    if not peaks:
-        return None
-    top = max(seg[q] for q in peaks)
-    fund = next(q for q in peaks if seg[q] >= 0.4 * top)
-    best = fund
-    if fund < lo:
-        # the fundamental is the 1 mm small grid: the large grid is every 5th line
+    # large-grid pitch: the strongest autocorrelation peak in the plausible range, unless half of it
+    # is about as strong (then the strongest was a multiple)
+    best = lo + int(np.argmax(ac[lo:hi + 1]))
+    while best // 2 >= lo:
+        half = best // 2
+        j = half - 1 + int(np.argmax(ac[half - 1:half + 2]))
+        if ac[j] >= 0.8 * ac[best]:
+            best = j
+        else:
+            break
+    # a resolved 1 mm small grid of about equal lines can make a 2-4 mm multiple the strongest:
+    # five times the fundamental wins when it is about as strong
+    peaks = [q for q in range(lo_f, lo) if ac[q] > ac[q - 1] and ac[q] >= ac[q + 1] and ac[q] > 0.2]
+    if peaks:
+        fund = max(peaks, key=lambda q: ac[q])
         y0, y1, y2 = ac[fund - 1], ac[fund], ac[fund + 1]
         den = y0 - 2 * y1 + y2
         fund_f = fund + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
         cand = int(round(5 * fund_f))
         half = max(2, int(0.3 * fund_f))
-        if cand + half + 1 >= len(ac):
-            return None
-        best = cand - half + int(np.argmax(ac[cand - half:cand + half + 1]))
+        if lo <= cand <= hi and cand + half + 1 < len(ac):
+            j = cand - half + int(np.argmax(ac[cand - half:cand + half + 1]))
+            if abs(j - best) > 0.1 * best and ac[j] >= 0.7 * ac[best]:
+                best = j
     strength = float(ac[best])
     y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
     den = y0 - 2 * y1 + y2
@@ -420,7 +426,7 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
         band = np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2)
         t += band * ((X >= x0) & (X <= x1))
         # calibration pulse: 1 mV high, 0.2 s wide, just left of the trace start
-        start += (Y <= y_b + 1) & (Y >= y_b - layout.GAIN_MM_PER_MV - 1) & (X >= x0 - pw - 1) & (X < x0)
+        start += (Y <= y_b + 1) & (Y >= y_b - layout.GAIN_MM_PER_MV - 1) & (X >= x0 - 2 * pw) & (X < x0)
     # lead labels: text just right of (and around) their label nodes
     for (j, i) in lay.label_nodes:
         xl, yl = layout.grid_node_mm(j, i)
@@ -445,7 +451,7 @@ def _ink_image(dark: np.ndarray, chroma: np.ndarray, grid_from_chroma: bool) -> 
     return ink.astype(np.float32)
 
 
-def _orient_and_anchor(ink: np.ndarray, model: GridModel):
+def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
     S = INK_SAMPLES_PER_BOX
     nm, nk = model.found.shape
@@ -457,14 +463,22 @@ def _orient_and_anchor(ink: np.ndarray, model: GridModel):
     mx, my = _bilinear_field(field, GM, GK)
     # blur first: each sample stands for a 1 mm cell
     sig = max(model.box_px / S / 2.5, 0.5)
-    inkb = cv2.GaussianBlur(ink, (0, 0), sig)
+    inkb = cv2.GaussianBlur(dark, (0, 0), sig)
     obs = cv2.remap(inkb, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     on_grid = ndimage.binary_fill_holes(ndimage.binary_closing(model.found, iterations=2))
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
-    obs = np.where(on_grid_px, obs, 0.0)
-    if obs.sum() < 1e-3:
+    if on_grid.sum() < 4:
         return None
+    # remove the grid: it is the same in every box, so the per-phase median over boxes is the grid
+    cells = obs.reshape(nm, S, nk, S).transpose(0, 2, 1, 3)  # (nm, nk, S, S)
+    grid_cell = np.median(cells[on_grid], axis=0)
+    obs = np.clip(cells - grid_cell[None, None], 0, None).transpose(0, 2, 1, 3).reshape(nm * S, nk * S)
+    obs = np.where(on_grid_px, obs, 0.0)
+    scale = float(np.percentile(obs[on_grid_px], 99.5))
+    if scale < 1e-3:
+        return None
+    obs = np.minimum(obs / scale, 1.0)
     level = np.median(obs[on_grid_px])
     obs0 = np.where(on_grid_px, obs - level, 0.0)
     tmpl = _layout_template(S)
@@ -493,44 +507,42 @@ def _orient_and_anchor(ink: np.ndarray, model: GridModel):
     if _DEBUG:
         print([tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in results])
     score, code, dj, di = results[0]
-    partner = (code + 4) % layout.N_ORIENTATIONS
-    others = [q[0] for q in results if q[1] not in (code, partner)]
-    axis_margin = score - max(others)
-    # mirror: the calibration pulses sit at the START of each row; look at both ends of the rows
-    up = layout.undo_orientation(obs, code)
-    left, right, q_left, q_right = _row_end_pulses(up, dj)
-    evidence = (left - right) / max(left + right, 1e-6)
+    group = [c for c in range(layout.N_ORIENTATIONS) if c % 2 == code % 2]  # same voltage axis
+    axis_margin = score - max(q[0] for q in results if q[1] % 2 != code % 2)
+    # up/down and mirror: a calibration pulse rises 1 mV at the START of each row, so only the
+    # right hypothesis shows its top stroke above the baseline at the left end of the rows
+    pulses = {}
+    for c in group:
+        up = layout.undo_orientation(obs, c)
+        left, q_left = _row_start_pulse(up, by_code[c][2])
+        pulses[c] = (left, q_left)
+    ranked = sorted(group, key=lambda c: -pulses[c][0])
+    p1, p2 = pulses[ranked[0]][0], pulses[ranked[1]][0]
+    evidence = (p1 - p2) / max(p1 + p2, 1e-6)
     if _DEBUG:
-        print("pulse evidence", round(left, 3), round(right, 3), round(evidence, 3), q_left, q_right)
-    if max(left, right) > PULSE_MIN and abs(evidence) > 0.3:
-        if evidence < 0:
-            code = partner
-            width = up.shape[1]
-            q_left = width - 1 - q_right
-            _, dj, di = by_code[code][0], by_code[code][2], by_code[code][3]
-        # trace start (time 0, vertical line time0_line) = pulse start + pulse width
-        pw = 0.2 * layout.PAPER_SPEED_MM_PER_S
-        q0 = q_left + pw / (layout.LARGE_GRID_MM / S)
-        x0_mm = layout.STANDARD_3X4.time0_mm
-        di = int(round((q0 + 0.5 - S * (0.5 + x0_mm / layout.LARGE_GRID_MM)) / S))
-        mirror_margin = abs(evidence)
+        print("pulses", {c: (round(v[0], 3), v[1]) for c, v in pulses.items()}, round(evidence, 3))
+    if p1 > PULSE_MIN and evidence > 0.25:
+        code = ranked[0]
+        score, dj, di = by_code[code][0], by_code[code][2], by_code[code][3]
+        flip_margin = min(1.0, evidence / 0.5)
     else:
-        mirror_margin = min(1.0, (score - by_code[partner][0]) / 0.04)
-    margin = min(axis_margin / 0.04, mirror_margin)
+        best_in_group = sorted((by_code[c] for c in group), reverse=True)
+        flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
+    margin = min(axis_margin / 0.04, flip_margin)
     return code, dj, di, score, margin, float(obs.sum())
 
 
-def _row_end_pulses(up: np.ndarray, dj: int):
-    """Ink of a calibration pulse's top stroke at the left and right ends of the four rows.
+def _row_start_pulse(up: np.ndarray, dj: int):
+    """Ink of a calibration pulse's top stroke (1 mV above the baseline) where the rows start.
 
-    `up` is the upright ink raster (S per box, cells centred on nodes) whose box row a holds
-    absolute node row a - dj. Returns (left, right, q_left, q_right): mean top-stroke ink and the
-    median column where the rows' ink starts / ends.
+    `up` is an upright ink raster (S per box, cells centred on nodes) whose box row a holds
+    absolute node row a - dj. Returns (mean top-stroke ink, median column where the rows start).
     """
     S = INK_SAMPLES_PER_BOX
     per_mm = S / layout.LARGE_GRID_MM
     h, w = up.shape
-    lefts, rights, qls, qrs = [], [], [], []
+    vals, qls = [], []
+    n = max(1, int(round(3 * per_mm)))
     for y_b in layout.STANDARD_3X4.baselines_y_mm:
         p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
         lo, hi = p_b - int(12 * per_mm), p_b + int(8 * per_mm)
@@ -541,16 +553,17 @@ def _row_end_pulses(up: np.ndarray, dj: int):
             continue
         cum = np.cumsum(prof) / prof.sum()
         ql = int(np.searchsorted(cum, 0.005))
-        qr = int(np.searchsorted(cum, 0.995))
-        top = slice(p_b - int(11 * per_mm), p_b - int(9 * per_mm) + 1)
-        n = max(1, int(round(3 * per_mm)))
-        lefts.append(up[top, ql + 1:ql + 1 + n].max(axis=0).mean() if ql + 1 + n <= w else 0.0)
-        rights.append(up[top, max(qr - n, 0):qr].max(axis=0).mean() if qr - n >= 0 else 0.0)
+        # the pulse's top stroke lies within 10 mm of where the row's ink starts (renderers differ)
+        top = up[p_b - int(11 * per_mm):p_b - int(9 * per_mm) + 1, ql:ql + int(10 * per_mm) + 1]
+        if top.shape[1] >= n:
+            colmax = top.max(axis=0)
+            vals.append(float(np.convolve(colmax, np.ones(n) / n, mode="valid").max()))
+        else:
+            vals.append(0.0)
         qls.append(ql)
-        qrs.append(qr)
     if not qls:
-        return 0.0, 0.0, 0, w - 1
-    return float(np.mean(lefts)), float(np.mean(rights)), int(np.median(qls)), int(np.median(qrs))
+        return 0.0, 0
+    return float(np.mean(vals)), int(np.median(qls))
 
 
 def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
@@ -633,8 +646,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         return _reject(rgb, f"too few grid nodes found ({n} < {MIN_FOUND_NODES})", timings, interpolation)
     # --- orientation + absolute indices
     t0 = time.perf_counter()
-    ink = _ink_image(dark, chroma, from_chroma)
-    oa = _orient_and_anchor(ink, model)
+    oa = _orient_and_anchor(dark, model)
     timings["orientation"] = time.perf_counter() - t0
     if oa is None:
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
