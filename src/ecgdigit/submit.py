@@ -126,3 +126,26 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
     submission = io.build_submission(test_df, records)
     out = io.write_submission(submission, output, test_df) if output else None
     return SubmitResult(submission, out, failures, time.perf_counter() - t0, len(jobs), image_types)
+
+
+def score_submit_result(result: SubmitResult, input_dir: Path) -> str:
+    """Score a submit run against its folder's truth: a train layout's CSVs, or solution.csv beside
+    test.csv (as `ecgdigit synth --split test` writes it). Per image type where types are known."""
+    from ecgdigit.metric import format_report, score_breakdown
+
+    split = io.find_competition_split(input_dir)
+    if split == "train":
+        solution = io.solution_from_train_folder(input_dir, image_ids=list(result.image_types))
+        types = result.image_types
+    else:
+        if not (input_dir / "solution.csv").is_file():
+            raise InputError(f"{input_dir}: no solution.csv to score a test folder against")
+        solution = io.read_solution(input_dir / "solution.csv")
+        solution = solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(result.image_types))]
+        meta = input_dir / "test_meta.csv"  # written by `ecgdigit synth --split test`
+        types = {}
+        if meta.is_file():
+            m = pd.read_csv(meta, dtype={"id": str, "type": str})
+            types = dict(zip(m["id"], m["type"].str.zfill(4)))
+    report = score_breakdown(solution, result.submission)
+    return format_report(report, rows=10, per_lead=True, group=types or None)
