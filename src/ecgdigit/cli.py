@@ -57,19 +57,30 @@ def _run_score(args) -> int:
 # demo
 # ---------------------------------------------------------------------------------------------
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the README's main job: a small worked example with results to look at",
-                       description="Synthesise a few records, score a submission carrying one typical "
-                       "digitisation error per image, and print what the metric makes of each.")
+    p = sub.add_parser("demo", help="the README's main job: synthesise, digitise and score a small test set",
+                       description="Render a small synthetic test set of mixed image types, digitise it with "
+                       "`submit`, print the per-type SNR and write overlays to look at. With --metric-lesson: "
+                       "show what the competition metric forgives and what it punishes.")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    p.add_argument("--fs", type=float, default=500, help="sampling rate of the records (default 500)")
-    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--records", type=int, default=1, help="records to render (each in every type)")
+    p.add_argument("--types", default=",".join(("0001", "0003", "0004", "0011", "0005", "0006")))
+    p.add_argument("--weights", default=None, help="weights folder (default: no-weights path)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=31337)
+    p.add_argument("--metric-lesson", action="store_true",
+                   help="instead: score a submission carrying one typical digitisation error per image")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
-    from ecgdigit.demo import run_demo
+    from ecgdigit.demo import run_demo, run_metric_lesson
 
-    run_demo(args.out, fs=args.fs, seed=args.seed)
+    if args.metric_lesson:
+        run_metric_lesson(args.out, seed=args.seed)
+    else:
+        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        run_demo(args.out, records=args.records, types=types, seed=args.seed, weights=args.weights,
+                 workers=args.workers)
     return 0
 
 
@@ -131,6 +142,7 @@ def _add_submit(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--workers", type=int, default=1, help="worker processes (CPU)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (debugging)")
+    p.add_argument("--overlays", default=None, help="also write an overlay PNG per image into this folder")
     p.add_argument("--score", action="store_true",
                    help="train layout or a test folder with solution.csv: score the submission, per type")
     p.set_defaults(func=_run_submit)
@@ -142,7 +154,7 @@ def _run_submit(args) -> int:
     from ecgdigit.submit import run_submit, score_submit_result
 
     result = run_submit(args.input, args.output, weights=args.weights, device=args.device,
-                        workers=args.workers, limit=args.limit)
+                        workers=args.workers, limit=args.limit, overlay_dir=args.overlays)
     print(f"{result.n_images} image(s) in {result.seconds:.1f} s ({result.n_images / max(result.seconds, 1e-9):.2f} img/s); "
           f"{len(result.failures)} fell back; submission: {result.output}")
     if args.score:

@@ -21,6 +21,7 @@ from ecgdigit import io
 from ecgdigit.errors import EcgdigitError, InputError
 
 _worker_digitizer = None
+_worker_overlay_dir: Optional[Path] = None
 
 
 @dataclass
@@ -33,9 +34,10 @@ class SubmitResult:
     image_types: Dict[str, Optional[str]] = field(default_factory=dict)  # image id -> type (train layout)
 
 
-def _init_worker(weights, device, threads: Optional[int] = None):
+def _init_worker(weights, device, threads: Optional[int] = None, overlay_dir: Optional[Path] = None):
     """Build this process's Digitizer once; worker processes use one thread each."""
-    global _worker_digitizer
+    global _worker_digitizer, _worker_overlay_dir
+    _worker_overlay_dir = overlay_dir
     if threads is not None:
         import cv2
 
@@ -60,6 +62,13 @@ def _digitize_one(job):
         if not Path(path).exists():
             raise InputError(f"{path}: file not found")
         result = _worker_digitizer(path, fs=fs, lead_lengths=lengths)
+        if _worker_overlay_dir is not None:
+            import cv2
+
+            from ecgdigit.digitize import draw_overlay
+
+            cv2.imwrite(str(_worker_overlay_dir / f"{image_id}_overlay.png"),
+                        cv2.cvtColor(draw_overlay(result), cv2.COLOR_RGB2BGR))
         return image_id, result.record, None
     except EcgdigitError as exc:
         return image_id, fallback_record(lengths), str(exc)
@@ -94,9 +103,13 @@ def plan_jobs(input_dir: Path, limit: Optional[int] = None):
 
 def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights: Optional[str] = None,
                device: str = "cpu", workers: int = 1, limit: Optional[int] = None,
-               progress: bool = True, log=None) -> SubmitResult:
-    """Digitise every image of `input_dir` and write a validated submission to `output`."""
+               progress: bool = True, log=None, overlay_dir: Optional[str] = None) -> SubmitResult:
+    """Digitise every image of `input_dir` and write a validated submission to `output`
+    (and, with `overlay_dir`, an overlay PNG per digitised image)."""
     input_dir = Path(input_dir)
+    if overlay_dir is not None:
+        overlay_dir = Path(overlay_dir)
+        overlay_dir.mkdir(parents=True, exist_ok=True)
     log = log or (lambda msg: print(msg, file=sys.stderr))
     test_df, jobs, image_types = plan_jobs(input_dir, limit)
     if not jobs:
@@ -106,14 +119,14 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
     bar = tqdm(total=len(jobs), desc="digitise", unit="img", disable=not progress)
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenCV threads can deadlock
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(weights, device, 1)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(weights, device, 1, overlay_dir)) as pool:
             for image_id, record, error in pool.imap(_digitize_one, jobs):
                 records[image_id] = record
                 if error:
                     failures.append((image_id, error))
                 bar.update(1)
     else:
-        _init_worker(weights, device)
+        _init_worker(weights, device, None, overlay_dir)
         for job in jobs:
             image_id, record, error = _digitize_one(job)
             records[image_id] = record
