@@ -69,3 +69,16 @@ def test_digitize_writes_csv_wfdb_overlay_report(test_folder, tmp_path, capsys):
     assert report["consistency"]["einthoven_db"] > 0  # I + III follows II better than nothing
     assert (out / f"{image.stem}_overlay.png").stat().st_size > 10_000
     assert "missing.jpg: file not found" in capsys.readouterr().err
+
+
+def test_photo_without_ecg_is_rejected_clearly(tmp_path, capsys):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:900, 0:1200]
+    photo = np.dstack([(xx / 5) % 255, (yy / 4) % 255, 128 + 60 * np.sin(xx / 50.0)]).astype(np.uint8)
+    photo = cv2.GaussianBlur(photo, (0, 0), 3) + rng.integers(0, 20, photo.shape, dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "holiday.jpg"), photo)
+    assert main(["digitize", str(tmp_path / "holiday.jpg"), "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "holiday.jpg" in err and "Traceback" not in err and err.count("\n") == 1
