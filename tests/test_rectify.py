@@ -70,8 +70,9 @@ def test_canonical_image_matches_exact_rectification(clean, clean_result):
     from ecgdigit.synth.sample import canonical_view
 
     exact, _ = canonical_view(clean, with_masks=False)
-    a = cv2.cvtColor(clean_result.canonical, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    b = cv2.cvtColor(exact, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # thin 1 mm lines decorrelate with sub-pixel offsets: compare at about 0.3 mm resolution
+    a = cv2.GaussianBlur(cv2.cvtColor(clean_result.canonical, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 3)
+    b = cv2.GaussianBlur(cv2.cvtColor(exact, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 3)
     a, b = a[100:-100, 100:-100] - a.mean(), b[100:-100, 100:-100] - b.mean()
     ncc = float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
     assert ncc > 0.9, ncc

@@ -422,7 +422,7 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     nk, nm = k1 - k0 + 1, m1 - m0 + 1
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + k0, np.arange(nm, dtype=np.float64) + m0)
     field = lat(KK, MM)
-    box = float(np.sqrt(abs(np.cross(lat.a, lat.b))))
+    box = float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
     op = _biharmonic_operator(nm, nk)
     kc, mc = lat.inverse(np.asarray(centre_xy, dtype=np.float64)[None])[0] if centre_xy is not None else (0.0, 0.0)
     dist = np.hypot(KK - kc, MM - mc)  # grow outwards from the page centre
@@ -654,7 +654,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         return _reject(rgb, f"no periodic grid found (periodicity {strength:.3f})", timings, interpolation)
     # --- working resolution
     t0 = time.perf_counter()
-    box1 = float(np.sqrt(abs(np.cross(lat1.a, lat1.b))))
+    box1 = float(np.sqrt(abs(lat1.a[0] * lat1.b[1] - lat1.a[1] * lat1.b[0])))
     box_full = box1 / s1
     sw = min(1.0, work_px_per_box / box_full)
     work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
