@@ -155,7 +155,7 @@ def photo_speed():
     t0 = time.perf_counter()
     r = rectify_to_canonical(img)
     sec = time.perf_counter() - t0
-    print(f"\n4032 x 3024 photo, 1 thread: {sec:.2f} s  stages: " +
+    print(f"\n4032 x 3024 photo, 1 thread: {sec:.2f} s (confidence {r.confidence:.2f} {r.reason}) stages: " +
           " ".join(f"{k}={v:.2f}" for k, v in r.timings.items()))
 
 

@@ -43,9 +43,11 @@ SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 _DEBUG = False
 PULSE_MIN = 0.1  # top-stroke ink that counts as a calibration pulse
-START_WEIGHT = 2.0  # template weight of row/segment start marks (pulses, labels) vs their mirror image
+PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
+LABEL_WEIGHT = 1.0
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
+MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
 MAX_WINDOW_BOXES = 75
 CLIP_PCT = {True: 99.5, False: 98.0}  # grid-feature clip: colour grid / darkness (limits traces)
@@ -80,9 +82,16 @@ class Lattice:
 def _features(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(darkness, chroma), float32 in 0..1, relative to the local paper level."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    k = max(5, int(round(max(rgb.shape[:2]) / 150)) | 1)
-    paper = cv2.dilate(gray, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    paper = cv2.GaussianBlur(paper, (0, 0), k)
+    h, w = gray.shape
+    k = max(5, int(round(max(h, w) / 150)) | 1)
+    # the paper level varies slowly: estimate it on a quarter-size copy (fast), then upsample
+    q = 4 if min(h, w) >= 400 else 1
+    small = cv2.resize(gray, (max(1, w // q), max(1, h // q)), interpolation=cv2.INTER_AREA) if q > 1 else gray
+    ks = max(3, (k // q) | 1)
+    paper = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (ks, ks)))
+    paper = cv2.GaussianBlur(paper, (0, 0), max(1.0, k / q))
+    if q > 1:
+        paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(paper, 8.0)
     dark = np.clip(1.0 - gray / paper, 0.0, 1.0)
     rgbf = rgb.astype(np.float32)
@@ -93,7 +102,33 @@ def _features(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return dark, chroma
 
 
-def _clip_at_percentile(f: np.ndarray, pct: float) -> np.ndarray:
+def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """The paper (or screen) in a photo: the largest bright region, holes filled, edge trimmed.
+
+    None when it covers nearly everything (scans) or too little to be a page."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    k = max(3, int(max(gray.shape) / 100) | 1)
+    blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return None
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = ndimage.binary_fill_holes(lab == big)
+    frac = mask.mean()
+    if frac > 0.93 or frac < 0.12:
+        return None
+    return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
+
+
+def _clip_at_percentile(f: np.ndarray, pct: float, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    if mask is not None:
+        f = np.where(mask, f, 0.0).astype(np.float32)
+        vals = f[mask][::3]
+        q = float(np.percentile(vals, pct)) if vals.size else 0.0
+        if q <= 1e-3:
+            return f * 0.0
+        return np.minimum(f, q) / q
     q = float(np.percentile(f[::3, ::3], pct))
     if q <= 1e-3:
         return f * 0.0
@@ -135,7 +170,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     t = xx * c + yy * s  # across the lines
     u = -xx * s + yy * c  # along the lines
     L = max(h, w)
-    sel = (np.abs(u) < 0.18 * L) & (np.abs(t) < 0.3 * L)
+    sel = (np.abs(u) < 0.3 * L) & (np.abs(t) < 0.4 * L)
     if sel.sum() < 1000:
         return None
     tv, fv = t[sel], f[sel]
@@ -155,7 +190,10 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     ac = ac / max(ac[0], 1e-12)
     # large-grid pitch: the strongest autocorrelation peak in the plausible range, unless half of it
     # is about as strong (then the strongest was a multiple)
-    best = lo + int(np.argmax(ac[lo:hi + 1]))
+    locmax = [q for q in range(max(lo, 1), min(hi, len(ac) - 2) + 1) if ac[q] > ac[q - 1] and ac[q] >= ac[q + 1]]
+    if not locmax:
+        return None
+    best = max(locmax, key=lambda q: ac[q])
     while best // 2 >= lo:
         half = best // 2
         j = half - 1 + int(np.argmax(ac[half - 1:half + 2]))
@@ -194,8 +232,23 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
 
 
 def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
+    """Best lattice over the whole image and 3 x 3 overlapping tiles (photos show background
+    with its own texture; a tile inside the page sees the grid alone)."""
     h, w = f.shape
     L = max(h, w)
+    best = _estimate_lattice_in(f, L)
+    th, tw = int(0.45 * h), int(0.45 * w)
+    for cy in (0.27, 0.5, 0.73):
+        for cx in (0.27, 0.5, 0.73):
+            y0, x0 = int(cy * h - th / 2), int(cx * w - tw / 2)
+            lat = _estimate_lattice_in(f[y0:y0 + th, x0:x0 + tw], L)
+            if lat is not None and (best is None or lat.strength > best.strength):
+                best = Lattice(lat.origin + np.array([x0, y0]), lat.a, lat.b, lat.strength)
+    return best
+
+
+def _estimate_lattice_in(f: np.ndarray, L: int) -> Optional[Lattice]:
+    h, w = f.shape
     box_lo = PAGE_FRACTION_RANGE[0] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
     box_hi = PAGE_FRACTION_RANGE[1] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
     thetas, prof = _angle_spectrum(f)
@@ -236,6 +289,15 @@ def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
 # -------------------------------------------------------------------------------------------------
 # Refinement
 # -------------------------------------------------------------------------------------------------
+def _upsample_field(field: np.ndarray, S: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Bilinear node field at sub-positions k + (b + 0.5) / S - 0.5: exactly cv2.resize's sampling."""
+    nm, nk = field.shape[:2]
+    f32 = field.astype(np.float32)
+    mx = cv2.resize(np.ascontiguousarray(f32[:, :, 0]), (nk * S, nm * S), interpolation=cv2.INTER_LINEAR)
+    my = cv2.resize(np.ascontiguousarray(f32[:, :, 1]), (nk * S, nm * S), interpolation=cv2.INTER_LINEAR)
+    return mx, my
+
+
 def _bilinear_field(field: np.ndarray, gm: np.ndarray, gk: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     coords = [gm.ravel(), gk.ravel()]
     x = ndimage.map_coordinates(field[:, :, 0], coords, order=1, mode="nearest").reshape(gm.shape)
@@ -256,32 +318,31 @@ def _peak_offsets(prof: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     delta = np.where(den < -1e-9, 0.5 * (y0 - y2) / np.where(den < -1e-9, den, -1.0), 0.0)
     delta = np.clip(delta, -0.5, 0.5)
     off = (idx + delta + 0.5) / S - 0.5
-    contrast = prof.max(axis=-1) - np.median(prof, axis=-1)
-    return off, contrast, ok
+    med = np.median(prof, axis=-1)
+    contrast = prof.max(axis=-1) - med
+    spread = 1.4826 * np.median(np.abs(prof - med[..., None]), axis=-1)
+    prominence = contrast / (spread + 0.02 * contrast + 1e-6)
+    return off, contrast, ok, prominence
 
 
 def _measure(f: np.ndarray, field: np.ndarray, S: int = SAMPLES_PER_BOX):
     """Measure every node of `field` (nm, nk, 2): measured image xy, contrast, ok."""
     nm, nk = field.shape[:2]
-    offs = (np.arange(S) + 0.5) / S - 0.5
-    gk = (np.arange(nk)[:, None] + offs[None, :]).ravel()
-    gm = (np.arange(nm)[:, None] + offs[None, :]).ravel()
-    GK, GM = np.meshgrid(gk.astype(np.float32), gm.astype(np.float32))
-    mx, my = _bilinear_field(field, GM, GK)
-    raster = cv2.remap(f, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+    mx, my = _upsample_field(field, S)
+    raster = cv2.remap(f, mx, my, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     cells = raster.reshape(nm, S, nk, S)  # [m, v, k, u]
     prof_v = np.median(cells, axis=3).transpose(0, 2, 1)  # profile over v (across horizontal lines)
     prof_u = np.median(cells, axis=1)  # (nm, nk, S): profile over u (across vertical lines)
-    dv, cv_, okv = _peak_offsets(prof_v)
-    du, cu, oku = _peak_offsets(prof_u)
+    dv, cv_, okv, pv = _peak_offsets(prof_v)
+    du, cu, oku, pu = _peak_offsets(prof_u)
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64), np.arange(nm, dtype=np.float64))
     px, py = _bilinear_field(field, MM + dv, KK + du)
     h, w = f.shape
     box = np.median(np.hypot(*np.diff(field, axis=1).reshape(-1, 2).T))
     inside = (field[:, :, 0] > box / 2) & (field[:, :, 0] < w - 1 - box / 2) & \
              (field[:, :, 1] > box / 2) & (field[:, :, 1] < h - 1 - box / 2)
-    return np.stack([px, py], axis=-1), np.minimum(cu, cv_), okv & oku & inside
+    return np.stack([px, py], axis=-1), np.minimum(cu, cv_), okv & oku & inside, np.minimum(pu, pv)
 
 
 def _biharmonic_operator(nm: int, nk: int) -> sparse.csr_matrix:
@@ -311,10 +372,10 @@ def _smooth_field(data: np.ndarray, weight: np.ndarray, lam: float, op: sparse.c
     nm, nk = weight.shape
     W = sparse.diags(weight.ravel().astype(np.float64))
     A = (W + lam * (op.T @ op)).tocsc()
-    solve = splinalg.factorized(A)
+    lu = splinalg.splu(A, permc_spec="MMD_AT_PLUS_A")  # symmetric: this ordering factors fastest
     out = np.empty((nm, nk, 2))
     for c in range(2):
-        out[:, :, c] = solve(weight.ravel() * data[:, :, c].ravel()).reshape(nm, nk)
+        out[:, :, c] = lu.solve(weight.ravel() * data[:, :, c].ravel()).reshape(nm, nk)
     return out
 
 
@@ -349,7 +410,8 @@ class GridModel:
         return base + np.stack([rx, ry], axis=-1)
 
 
-def _refine(f: np.ndarray, lat: Lattice, lam: float = 0.5) -> Optional[GridModel]:
+def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
+            lam: float = 0.5) -> Optional[GridModel]:
     h, w = f.shape
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
     km = lat.inverse(corners)
@@ -360,22 +422,31 @@ def _refine(f: np.ndarray, lat: Lattice, lam: float = 0.5) -> Optional[GridModel
     nk, nm = k1 - k0 + 1, m1 - m0 + 1
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + k0, np.arange(nm, dtype=np.float64) + m0)
     field = lat(KK, MM)
-    box = float(np.sqrt(abs(np.cross(lat.a, lat.b))))
+    box = float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
     op = _biharmonic_operator(nm, nk)
-    dist = np.hypot(KK, MM)
+    kc, mc = lat.inverse(np.asarray(centre_xy, dtype=np.float64)[None])[0] if centre_xy is not None else (0.0, 0.0)
+    dist = np.hypot(KK - kc, MM - mc)  # grow outwards from the page centre
     radius = 4.0
     max_dist = dist.max()
     extra = 0
     model = None
     for _ in range(14):
-        meas, contrast, ok = _measure(f, field)
+        meas, contrast, ok, prominence = _measure(f, field)
+        if _DEBUG:
+            print("prominence pct", np.percentile(prominence[ok], [5, 25, 50, 75, 95]).round(1))
         cand = ok & (dist <= radius)
         if cand.sum() < 12:
-            return model
+            if radius >= max_dist:
+                return model
+            radius *= 1.5
+            continue
         ref = np.percentile(contrast[cand], 75)
-        good = cand & (contrast > 0.3 * ref)
+        good = cand & (contrast > 0.3 * ref) & (prominence > MIN_PROMINENCE)
         if good.sum() < 12:
-            return model
+            if radius >= max_dist:
+                return model
+            radius *= 1.5
+            continue
         src = np.stack([KK[good], MM[good]], axis=-1).astype(np.float32)
         dst = meas[good].astype(np.float32)
         H, inl = cv2.findHomography(src, dst, cv2.RANSAC, 0.3 * box, maxIters=2000, confidence=0.999)
@@ -385,7 +456,7 @@ def _refine(f: np.ndarray, lat: Lattice, lam: float = 0.5) -> Optional[GridModel
         use = np.zeros_like(good)
         use[np.nonzero(good)[0][inl], np.nonzero(good)[1][inl]] = True
         base = _apply_h(H, KK, MM)
-        for _rej in range(2):
+        for _rej in range(2 if radius >= max_dist else 1):
             resid = _smooth_field(meas - base, use.astype(np.float64), lam, op)
             err = np.hypot(*(meas - base - resid).transpose(2, 0, 1))
             e = err[use]
@@ -409,35 +480,49 @@ _TEMPLATE_CACHE: Dict[int, np.ndarray] = {}
 
 
 def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
-    """Expected ink of an upright page at S samples per box, cells centred on nodes (44*S, 57*S)."""
+    """Expected ink of an upright page at S samples per box, cells centred on nodes (44*S, 57*S).
+
+    Trace bands on the four baselines from time 0 to 10 s; calibration-pulse top strokes (1 mV
+    above the baseline, within 7.5 mm before time 0, which covers the renderers we know) and
+    lead labels (text at the label node) with positive weight; the same marks mirrored
+    left-right and/or flipped about their baseline get negative weight, so that only the right
+    orientation collects them.
+    """
     if S in _TEMPLATE_CACHE:
         return _TEMPLATE_CACHE[S]
     mm_per = layout.LARGE_GRID_MM / S
     ys = (np.arange(N_ROWS * S) + 0.5) * mm_per - layout.LARGE_GRID_MM / 2
     xs = (np.arange(N_COLS * S) + 0.5) * mm_per - layout.LARGE_GRID_MM / 2
     X, Y = np.meshgrid(xs, ys)
-    t = np.zeros_like(X)
     lay = layout.STANDARD_3X4
     x0 = layout.seconds_to_mm(0.0)
     x1 = layout.seconds_to_mm(layout.RECORD_SECONDS)
-    start = np.zeros_like(X)  # where ink marks the start of a row or segment (pulse, label)
-    pw = 0.2 * layout.PAPER_SPEED_MM_PER_S
-    for y_b in lay.baselines_y_mm:
-        band = np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2)
-        t += band * ((X >= x0) & (X <= x1))
-        # calibration pulse: 1 mV high, 0.2 s wide, just left of the trace start
-        start += (Y <= y_b + 1) & (Y >= y_b - layout.GAIN_MM_PER_MV - 1) & (X >= x0 - 2 * pw) & (X < x0)
-    # lead labels: text just right of (and around) their label nodes
-    for (j, i) in lay.label_nodes:
-        xl, yl = layout.grid_node_mm(j, i)
-        start += (X >= xl - 2.5) & (X <= xl + 7) & (np.abs(Y - yl) <= 3)
-    start = np.minimum(start, 1.0)
-    # the same zones mirrored about the trace block's centre should be empty on an upright page
     xc = 0.5 * (x0 + x1)
-    mirrored = ndimage.map_coordinates(start, [np.arange(X.shape[0])[:, None] * np.ones_like(X),
-                                               ((2 * xc - X) + layout.LARGE_GRID_MM / 2) / mm_per - 0.5],
-                                       order=0, mode="constant", cval=0.0)
-    t = t + START_WEIGHT * (start - mirrored)
+    up_mm = layout.GAIN_MM_PER_MV
+
+    def marks(mirror: bool, flip: bool) -> np.ndarray:
+        xx = 2 * xc - X if mirror else X
+        out = np.zeros_like(X)
+        for y_b in lay.baselines_y_mm:
+            yy = 2 * y_b - Y if flip else Y
+            out += PULSE_WEIGHT * ((np.abs(yy - (y_b - up_mm)) <= 1.0) & (xx >= x0 - 7.5) & (xx <= x0 - 0.5))
+        rows_of = {}
+        for k, (j, i) in enumerate(lay.label_nodes):
+            rows_of.setdefault(j, []).append(i)
+        for r, y_b in enumerate(lay.baselines_y_mm):
+            j = lay.label_nodes[[p.row for p in lay.placements].index(r)][0]
+            _, yl = layout.grid_node_mm(j, 0)
+            yy = 2 * y_b - Y if flip else Y
+            for i in rows_of[j]:
+                xl, _ = layout.grid_node_mm(j, i)
+                out += LABEL_WEIGHT * ((xx >= xl - 1.0) & (xx <= xl + 6.0) & (np.abs(yy - yl) <= 2.5))
+        return out
+
+    t = np.zeros_like(X)
+    for y_b in lay.baselines_y_mm:
+        t += np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2) * ((X >= x0) & (X <= x1))
+    t += marks(False, False)
+    t -= marks(True, False) + marks(False, True) + marks(True, True)
     _TEMPLATE_CACHE[S] = t
     return t
 
@@ -456,11 +541,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     S = INK_SAMPLES_PER_BOX
     nm, nk = model.found.shape
     field = model.field()
-    offs = (np.arange(S) + 0.5) / S - 0.5
-    gk = (np.arange(nk)[:, None] + offs[None, :]).ravel()
-    gm = (np.arange(nm)[:, None] + offs[None, :]).ravel()
-    GK, GM = np.meshgrid(gk, gm)
-    mx, my = _bilinear_field(field, GM, GK)
+    mx, my = _upsample_field(field, S)
     # blur first: each sample stands for a 1 mm cell
     sig = max(model.box_px / S / 2.5, 0.5)
     inkb = cv2.GaussianBlur(dark, (0, 0), sig)
@@ -509,61 +590,10 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     score, code, dj, di = results[0]
     group = [c for c in range(layout.N_ORIENTATIONS) if c % 2 == code % 2]  # same voltage axis
     axis_margin = score - max(q[0] for q in results if q[1] % 2 != code % 2)
-    # up/down and mirror: a calibration pulse rises 1 mV at the START of each row, so only the
-    # right hypothesis shows its top stroke above the baseline at the left end of the rows
-    pulses = {}
-    for c in group:
-        up = layout.undo_orientation(obs, c)
-        left, q_left = _row_start_pulse(up, by_code[c][2])
-        pulses[c] = (left, q_left)
-    ranked = sorted(group, key=lambda c: -pulses[c][0])
-    p1, p2 = pulses[ranked[0]][0], pulses[ranked[1]][0]
-    evidence = (p1 - p2) / max(p1 + p2, 1e-6)
-    if _DEBUG:
-        print("pulses", {c: (round(v[0], 3), v[1]) for c, v in pulses.items()}, round(evidence, 3))
-    if p1 > PULSE_MIN and evidence > 0.25:
-        code = ranked[0]
-        score, dj, di = by_code[code][0], by_code[code][2], by_code[code][3]
-        flip_margin = min(1.0, evidence / 0.5)
-    else:
-        best_in_group = sorted((by_code[c] for c in group), reverse=True)
-        flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
+    best_in_group = sorted((by_code[c] for c in group), reverse=True)
+    flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
     margin = min(axis_margin / 0.04, flip_margin)
     return code, dj, di, score, margin, float(obs.sum())
-
-
-def _row_start_pulse(up: np.ndarray, dj: int):
-    """Ink of a calibration pulse's top stroke (1 mV above the baseline) where the rows start.
-
-    `up` is an upright ink raster (S per box, cells centred on nodes) whose box row a holds
-    absolute node row a - dj. Returns (mean top-stroke ink, median column where the rows start).
-    """
-    S = INK_SAMPLES_PER_BOX
-    per_mm = S / layout.LARGE_GRID_MM
-    h, w = up.shape
-    vals, qls = [], []
-    n = max(1, int(round(3 * per_mm)))
-    for y_b in layout.STANDARD_3X4.baselines_y_mm:
-        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
-        lo, hi = p_b - int(12 * per_mm), p_b + int(8 * per_mm)
-        if lo < 0 or hi > h:
-            continue
-        prof = up[lo:hi].sum(axis=0)
-        if prof.sum() <= 0:
-            continue
-        cum = np.cumsum(prof) / prof.sum()
-        ql = int(np.searchsorted(cum, 0.005))
-        # the pulse's top stroke lies within 10 mm of where the row's ink starts (renderers differ)
-        top = up[p_b - int(11 * per_mm):p_b - int(9 * per_mm) + 1, ql:ql + int(10 * per_mm) + 1]
-        if top.shape[1] >= n:
-            colmax = top.max(axis=0)
-            vals.append(float(np.convolve(colmax, np.ones(n) / n, mode="valid").max()))
-        else:
-            vals.append(0.0)
-        qls.append(ql)
-    if not qls:
-        return 0.0, 0
-    return float(np.mean(vals)), int(np.median(qls))
 
 
 def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
@@ -606,9 +636,10 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if s1 < 1 else rgb
     s1x, s1y = small.shape[1] / w, small.shape[0] / h
     dark1, chroma1 = _features(small)
+    mask1 = _page_mask(small)
     cands = []
     for from_chroma, feat in ((True, chroma1), (False, dark1)):
-        fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma])
+        fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma], mask1)
         if fc.max() <= 0:
             continue
         lat = _estimate_lattice(fc)
@@ -623,14 +654,18 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         return _reject(rgb, f"no periodic grid found (periodicity {strength:.3f})", timings, interpolation)
     # --- working resolution
     t0 = time.perf_counter()
-    box1 = float(np.sqrt(abs(np.cross(lat1.a, lat1.b))))
+    box1 = float(np.sqrt(abs(lat1.a[0] * lat1.b[1] - lat1.a[1] * lat1.b[0])))
     box_full = box1 / s1
     sw = min(1.0, work_px_per_box / box_full)
     work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
         if sw < 1 else rgb
     swx, swy = work.shape[1] / w, work.shape[0] / h
     dark, chroma = _features(work)
-    feat = _clip_at_percentile(chroma if from_chroma else dark, CLIP_PCT[from_chroma])
+    mask_w = None
+    if mask1 is not None:
+        mask_w = cv2.resize(mask1.astype(np.uint8), (work.shape[1], work.shape[0]),
+                            interpolation=cv2.INTER_NEAREST).astype(bool)
+    feat = _clip_at_percentile(chroma if from_chroma else dark, CLIP_PCT[from_chroma], mask_w)
     feat = cv2.GaussianBlur(feat, (0, 0), 0.8)
     # lattice from pass-1 pixels to work pixels
     lat_full = Lattice((lat1.origin + 0.5) / np.array([s1x, s1y]) - 0.5, lat1.a / np.array([s1x, s1y]),
@@ -639,7 +674,11 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
                     lat_full.b * np.array([swx, swy]), lat1.strength)
     timings["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = _refine(feat, lat_w)
+    centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
+    if mask_w is not None:
+        ys, xs = np.nonzero(mask_w[::4, ::4])
+        centre = np.array([xs.mean() * 4, ys.mean() * 4])
+    model = _refine(feat, lat_w, centre)
     timings["refine"] = time.perf_counter() - t0
     if model is None or model.found.sum() < MIN_FOUND_NODES:
         n = 0 if model is None else int(model.found.sum())
