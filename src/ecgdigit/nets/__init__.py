@@ -1,1 +1,4 @@
-"""Network building blocks shared by the stages: timm encoders, U-Net decoders, heads."""
+"""Network building blocks shared by the stages: timm encoders, U-Net decoders, heads.
+
+Importing this package does not import torch; use `ecgdigit.nets.unet` for the model itself.
+"""

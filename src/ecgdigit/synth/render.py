@@ -299,7 +299,8 @@ def _text_mask(text: str, font_name: str, size_px: int) -> Tuple[np.ndarray, Tup
 
 
 def _draw_text(img: np.ndarray, text: str, font_name: str, size_px: float, colour: RGB,
-               left: float, top: Optional[float] = None, v_centre: Optional[float] = None) -> Tuple[float, float, float, float]:
+               left: float, top: Optional[float] = None,
+               v_centre: Optional[float] = None) -> Tuple[float, float, float, float]:
     """Draw `text` with its ink box's left edge at `left` and its top (or vertical centre) as given.
 
     Returns the ink box (x0, y0, x1, y1) in page pixels.

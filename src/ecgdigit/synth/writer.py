@@ -93,7 +93,7 @@ def _render_record(job) -> dict:
     signals, params = simulate_record_with_params(fs, sig_rng)
     labels_dir = out / "labels"
     if cfg.labels:
-        write_record_labels(labels_dir, record_id, signals, fs, layout)
+        write_record_labels(labels_dir, record_id, signals, fs, layout, params)
     result = {"record_id": record_id, "fs": fs, "n": signals.shape[0], "images": []}
     if cfg.split == "train":
         folder = out / "train" / record_id

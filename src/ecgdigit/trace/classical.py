@@ -1,0 +1,135 @@
+"""A classical stage 2 that needs no weights: canonical-frame RGB image -> 4 band "probability" maps.
+
+1. Ink map: the trace is dark in every channel while grid lines are coloured or light, so the
+   brightest channel (max of R, G, B), divided by a local background estimate to undo uneven
+   lighting, separates them; darkness is mapped to [0, 1] between the grid's and the ink's levels
+   (found per image from the darkness histogram).
+2. Per band, the trace is followed column by column with the run-tracking dynamic programme of
+   `tracking.py` (candidate runs of ink, a cost for vertical gaps, a weak pull towards the band's
+   baseline), inside a window around the baseline; where another row's trace crosses in, continuity
+   keeps the path on its own trace as well as the runs allow (merged runs stay merged).
+3. Thick ink: a steep stroke fills a long run of a column, and near an apex the up and down
+   strokes merge, so the run's centroid is biased. Within the tracked run each pixel is weighted by
+   its distance to the ink's edge (distance transform computed with square pixels, i.e. x halved),
+   which peaks on the stroke's centre line; measured +1.9 dB on a clean render.
+4. The output keeps, per band, only the tracked run of each column (normalised to peak 1 per
+   column), so `extract.extract_record` turns it into a record like any network output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ecgdigit.layout import CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_PX_PER_MV, CANONICAL_X_T0, CANONICAL_X_T10
+from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
+
+
+@dataclass
+class ClassicalOptions:
+    background_kernel: int = 31  # px, local background (max filter) for lighting normalisation
+    ink_low: Optional[float] = None  # darkness mapped to 0 (None: from the image)
+    ink_high: Optional[float] = None  # darkness mapped to 1 (None: from the image)
+    window_up_mv: float = 3.0  # band search window above the baseline
+    window_down_mv: float = 3.0  # and below it
+    prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance)
+    jump_cost: float = 0.1
+    gap_prob: float = 0.05
+    threshold: float = 0.3  # candidate runs: ink >= this
+    centre_weighting: bool = True  # weight by distance to the ink edge (step 3)
+    x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
+
+
+def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
+    """float32 (H, W) in [0, 1]: how much each pixel looks like trace ink."""
+    o = options or ClassicalOptions()
+    img = np.asarray(image)
+    if img.ndim == 2:
+        bright = img.astype(np.float32)
+    else:
+        bright = img[..., :3].max(axis=2).astype(np.float32)
+    k = max(3, int(o.background_kernel) | 1)
+    background = cv2.dilate(bright, np.ones((k, k), np.uint8))  # paper level, ink removed
+    background = cv2.GaussianBlur(background, (0, 0), k / 2)
+    dark = 1.0 - bright / np.maximum(background, 1.0)
+    dark = np.clip(dark, 0.0, 1.0)
+    low, high = o.ink_low, o.ink_high
+    if low is None or high is None:
+        auto_low, auto_high = _ink_levels(dark)
+        low = auto_low if low is None else low
+        high = auto_high if high is None else high
+    return np.clip((dark - low) / max(high - low, 1e-3), 0.0, 1.0).astype(np.float32)
+
+
+def _ink_levels(dark: np.ndarray, low_ratio: float = 0.3):
+    """(low, high) darkness levels mapped to 0 and 1.
+
+    In nearly every column of the trace area the darkest pixel is on a trace (text and labels
+    touch only a few columns), so `high` is the median over those columns of the column maximum.
+    Grid lines can be nearly as dark as a thin grey trace (clean renders: trace 0.49, darkest
+    grid 0.33) but a thin anti-aliased trace leaves pixels half covered, so `low` is low
+    (`low_ratio` of `high`, 0.3 measured best of 0.3..0.6 on clean renders) and the tracking's
+    continuity keeps the path off the grid lines.
+    """
+    h, w = dark.shape
+    sy, sx = h / CANONICAL_HEIGHT, w / 4400 if w not in (4400, 4352) else 1.0
+    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else sy
+    y0 = int((CANONICAL_BASELINES_Y[0] - 2 * CANONICAL_PX_PER_MV) * sy)
+    y1 = int((CANONICAL_BASELINES_Y[-1] + CANONICAL_PX_PER_MV) * sy)
+    x0, x1 = int(CANONICAL_X_T0 * sx), int(CANONICAL_X_T10 * sx)
+    area = dark[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+    high = float(np.median(area.max(axis=0))) if area.size else float(dark.max())
+    high = max(high, 0.1)
+    return low_ratio * high, high
+
+
+def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
+    """float32 (4, H, W) band maps from a canonical-frame image (H = 1700 or a crop, W = 4400 or 4352).
+
+    Images of another size are treated as the canonical frame scaled to that size.
+    """
+    o = options or ClassicalOptions()
+    ink = ink_map(image, o)
+    h, w = ink.shape
+    sy = h / CANONICAL_HEIGHT if h not in (CANONICAL_HEIGHT, 1696) else 1.0
+    sx = w / 4400 if w not in (4400, 4352) else 1.0
+    x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
+    x1 = min(int(np.ceil((CANONICAL_X_T10 + o.x_margin_px) * sx)) + 1, w)
+    maps = np.zeros((len(CANONICAL_BASELINES_Y), h, w), dtype=np.float32)
+    for band, base in enumerate(CANONICAL_BASELINES_Y):
+        y0 = max(int((base - o.window_up_mv * CANONICAL_PX_PER_MV) * sy), 0)
+        y1 = min(int(np.ceil((base + o.window_down_mv * CANONICAL_PX_PER_MV) * sy)) + 1, h)
+        window = ink[y0:y1, x0:x1]
+        track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
+                             prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
+        top, bottom = track_runs(window, track)
+        maps[band, y0:y1, x0:x1] = keep_tracked(window, top, bottom)
+    if o.centre_weighting:
+        maps *= centre_weights(ink)[None]
+        maps /= np.maximum(maps.max(axis=1, keepdims=True), 1e-6)
+    return maps
+
+
+def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
+    """Distance of each ink pixel to the ink's edge, in square-pixel units, scaled to [0, 1].
+
+    The canonical frame has twice as many pixels per mm in x as in y, so the distance transform is
+    taken on a copy with x halved and brought back.
+    """
+    h, w = ink.shape
+    half = cv2.resize(ink, (max(w // 2, 1), h), interpolation=cv2.INTER_AREA)
+    dist = cv2.distanceTransform((half >= level).astype(np.uint8), cv2.DIST_L2, 5)
+    dist = cv2.resize(dist, (w, h), interpolation=cv2.INTER_LINEAR)
+    return dist / max(float(dist.max()), 1e-6)
+
+
+def classical_extract(image: np.ndarray, lead_lengths, fs: Optional[float] = None,
+                      options: Optional[ClassicalOptions] = None, extract_options=None):
+    """Canonical-frame image -> 12-lead record (lead -> mV array), with no network."""
+    from ecgdigit.trace.extract import ExtractOptions, extract_record
+
+    maps = classical_band_maps(image, options)
+    eo = extract_options or ExtractOptions()
+    return extract_record(maps, lead_lengths, fs, eo)

@@ -1,0 +1,43 @@
+"""The weight-free extractor on a clean synthetic render in the canonical frame."""
+import numpy as np
+import pytest
+
+from ecgdigit.layout import CANONICAL_BASELINES_Y
+from ecgdigit.synth.dataset import SyntheticECGDataset
+from ecgdigit.trace.classical import classical_band_maps, classical_extract, ink_map
+from ecgdigit.trace.evaluation import score_records, truth_record
+from ecgdigit.trace.extract import ExtractOptions, band_columns, default_lead_lengths
+
+
+@pytest.fixture(scope="module")
+def clean_item():
+    return SyntheticECGDataset(1, seed=7, types=["0001"], mode="canonical")[0]
+
+
+def test_ink_map_separates_trace_from_grid(clean_item):
+    ink = ink_map(clean_item["image"])
+    masks = clean_item["masks"].max(axis=0)
+    on_trace = ink[masks >= 200]
+    off_trace = ink[(masks == 0)]
+    assert np.median(on_trace) > 0.7  # masks and image lines are both anti-aliased, thin here
+    assert np.percentile(off_trace, 90) < 0.05  # paper and most of the grid are 0
+    assert np.percentile(off_trace, 95) < 0.35 * np.median(on_trace)  # the darkest grid lines stay well under ink
+
+
+def test_band_maps_follow_their_own_rows(clean_item):
+    maps = classical_band_maps(clean_item["image"])
+    assert maps.shape == (4, 1700, 4400) and maps.dtype == np.float32
+    y, _ = band_columns(maps, ExtractOptions())
+    for band, base in enumerate(CANONICAL_BASELINES_Y):
+        inside = y[band, 300:4100]
+        assert np.isfinite(inside).mean() > 0.95
+        assert abs(np.nanmedian(inside) - base) < 40  # the median sample sits near the baseline
+
+
+def test_clean_render_scores(clean_item):
+    fs = float(clean_item["fs"])
+    lengths = default_lead_lengths(fs)
+    rec = classical_extract(clean_item["image"], lengths, fs)
+    truth = truth_record(clean_item["signals"].astype(np.float64), fs, lengths)
+    score = score_records([truth], [rec], [fs]).score
+    assert score >= 15.0, score
