@@ -97,8 +97,8 @@ def _ridge_shading(ridges: List[Ridge], pw: int, ph: int, down: int, light_angle
     out = np.ones((h, w), np.float32)
     light = np.array([np.cos(light_angle), np.sin(light_angle)])
     for r in ridges:
-        reach = np.array([abs(np.cos(r.angle)) * r.half_length * 1.3 + 4 * r.width,
-                          abs(np.sin(r.angle)) * r.half_length * 1.3 + 4 * r.width])
+        reach = np.array([abs(np.cos(r.angle)) * r.half_length * 1.9 + 5.5 * r.width,
+                          abs(np.sin(r.angle)) * r.half_length * 1.9 + 5.5 * r.width])  # = Ridge's support
         lo = np.maximum(((np.asarray(r.center) - reach) / down).astype(int), 0)
         hi = np.minimum(((np.asarray(r.center) + reach) / down).astype(int) + 1, [w, h])
         if np.any(hi <= lo):
