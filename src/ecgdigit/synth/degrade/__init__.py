@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecgdigit.io import IMAGE_TYPES  # the competition's image types: one list for the whole package
+
 from .recipes import RECIPES
 from .warp import Warp
-
-IMAGE_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
 
 
 @dataclass
