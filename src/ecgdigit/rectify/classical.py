@@ -593,7 +593,42 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     best_in_group = sorted((by_code[c] for c in group), reverse=True)
     flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
     margin = min(axis_margin / 0.04, flip_margin)
+    # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
+    di_end = _trace_end_anchor(layout.undo_orientation(obs, code), dj)
+    if _DEBUG:
+        print("di template", di, "di from trace ends", di_end)
+    if di_end is not None and abs(di_end - di) <= 1:
+        di = di_end
     return code, dj, di, score, margin, float(obs.sum())
+
+
+def _trace_end_anchor(up: np.ndarray, dj: int) -> Optional[int]:
+    """Box shift di that puts the rows' trace ends on the 10 s line, or None when rows disagree."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    h, w = up.shape
+    ends = []
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+        lo, hi = p_b - int(8 / mm_per), p_b + int(8 / mm_per)
+        if lo < 0 or hi > h:
+            continue
+        prof = up[lo:hi].max(axis=0)
+        level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
+        if level <= 0:
+            continue
+        on = np.nonzero(ndimage.binary_opening(prof > 0.3 * level, iterations=2))[0]
+        if on.size:
+            ends.append(on[-1])
+    if len(ends) < 3:
+        return None
+    ends = np.sort(np.array(ends))
+    if ends[-1] - ends[0] > 3:  # rows disagree: keep the template's anchor
+        return None
+    q_end = float(np.median(ends))
+    x_end_mm = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    # sample q covers x_mm = (q + 0.5) * mm_per - box / 2 - box * di
+    return int(round(((q_end + 0.5) * mm_per - layout.LARGE_GRID_MM / 2 - x_end_mm) / layout.LARGE_GRID_MM))
 
 
 def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
