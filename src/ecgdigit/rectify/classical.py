@@ -118,6 +118,14 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     frac = mask.mean()
     if frac > 0.93 or frac < 0.12:
         return None
+    # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
+    # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull_area = cv2.contourArea(cv2.convexHull(max(contours, key=cv2.contourArea)))
+    solidity = mask.sum() / max(hull_area, 1.0)
+    contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
+    if solidity < 0.9 or contrast < 40:
+        return None
     return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
 
 
@@ -430,6 +438,7 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     max_dist = dist.max()
     extra = 0
     model = None
+    prom_thr = None
     for _ in range(14):
         meas, contrast, ok, prominence = _measure(f, field)
         if _DEBUG:
@@ -441,7 +450,9 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
             radius *= 1.5
             continue
         ref = np.percentile(contrast[cand], 75)
-        good = cand & (contrast > 0.3 * ref) & (prominence > MIN_PROMINENCE)
+        if prom_thr is None:  # grids with strong small lines have less prominent large lines
+            prom_thr = min(MIN_PROMINENCE, 0.5 * float(np.median(prominence[cand])))
+        good = cand & (contrast > 0.3 * ref) & (prominence > prom_thr)
         if good.sum() < 12:
             if radius >= max_dist:
                 return model
@@ -617,9 +628,12 @@ def _trace_end_anchor(up: np.ndarray, dj: int) -> Optional[int]:
         level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
         if level <= 0:
             continue
-        on = np.nonzero(ndimage.binary_opening(prof > 0.3 * level, iterations=2))[0]
-        if on.size:
-            ends.append(on[-1])
+        # thin traces break up after the grid removal: close gaps, then the last long run ends the row
+        lab, n = ndimage.label(ndimage.binary_closing(prof > 0.3 * level, iterations=2))
+        runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
+        runs = [r for r in runs if r.size >= int(6 / mm_per)]
+        if runs:
+            ends.append(runs[-1][-1])
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
