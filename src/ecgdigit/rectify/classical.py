@@ -13,8 +13,8 @@ Steps
    across each line family gives the line offset with a parabolic sub-sample peak; measured
    nodes are fitted by a RANSAC homography plus a smooth residual field (biharmonic-regularised
    least squares on the node grid, which fills hidden nodes and extrapolates smoothly).
-4. Orientation and absolute indices: the "ink" (dark, non-grid pixels) is resampled to lattice
-   space (1 sample per mm); for each of the 8 orientation codes it is turned upright and
+4. Orientation and absolute indices: the darkness is resampled to lattice space (1 sample per
+   mm) and the grid removed as the per-phase median over boxes, leaving the "ink"; for each of the 8 orientation codes it is turned upright and
    correlated, over whole-box shifts, with a layout template (trace bands on the four
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
    of their label nodes), plus a term for how many detected nodes fall inside the page's
@@ -536,15 +536,6 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
     t -= marks(True, False) + marks(False, True) + marks(True, True)
     _TEMPLATE_CACHE[S] = t
     return t
-
-
-def _ink_image(dark: np.ndarray, chroma: np.ndarray, grid_from_chroma: bool) -> np.ndarray:
-    if grid_from_chroma:
-        ink = np.clip((dark - 0.25) / 0.35, 0, 1) * (1.0 - np.clip(chroma / 0.35, 0, 1))
-    else:
-        q = float(np.percentile(dark[::3, ::3], 93))
-        ink = np.clip((dark - q - 0.1) / max(1.0 - q - 0.1, 0.1), 0, 1)
-    return ink.astype(np.float32)
 
 
 def _orient_and_anchor(dark: np.ndarray, model: GridModel):
