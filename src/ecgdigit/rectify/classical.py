@@ -42,7 +42,6 @@ WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 _DEBUG = False
-PULSE_MIN = 0.1  # top-stroke ink that counts as a calibration pulse
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
 LABEL_WEIGHT = 1.0
 MIN_IMAGE_SIDE = 200
