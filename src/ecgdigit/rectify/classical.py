@@ -13,8 +13,8 @@ Steps
    across each line family gives the line offset with a parabolic sub-sample peak; measured
    nodes are fitted by a RANSAC homography plus a smooth residual field (biharmonic-regularised
    least squares on the node grid, which fills hidden nodes and extrapolates smoothly).
-4. Orientation and absolute indices: the "ink" (dark, non-grid pixels) is resampled to lattice
-   space (1 sample per mm); for each of the 8 orientation codes it is turned upright and
+4. Orientation and absolute indices: the darkness is resampled to lattice space (1 sample per
+   mm) and the grid removed as the per-phase median over boxes, leaving the "ink"; for each of the 8 orientation codes it is turned upright and
    correlated, over whole-box shifts, with a layout template (trace bands on the four
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
    of their label nodes), plus a term for how many detected nodes fall inside the page's
@@ -42,7 +42,6 @@ WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 _DEBUG = False
-PULSE_MIN = 0.1  # top-stroke ink that counts as a calibration pulse
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
 LABEL_WEIGHT = 1.0
 MIN_IMAGE_SIDE = 200
@@ -117,6 +116,14 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     mask = ndimage.binary_fill_holes(lab == big)
     frac = mask.mean()
     if frac > 0.93 or frac < 0.12:
+        return None
+    # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
+    # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull_area = cv2.contourArea(cv2.convexHull(max(contours, key=cv2.contourArea)))
+    solidity = mask.sum() / max(hull_area, 1.0)
+    contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
+    if solidity < 0.9 or contrast < 40:
         return None
     return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
 
@@ -430,6 +437,7 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     max_dist = dist.max()
     extra = 0
     model = None
+    prom_thr = None
     for _ in range(14):
         meas, contrast, ok, prominence = _measure(f, field)
         if _DEBUG:
@@ -441,7 +449,9 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
             radius *= 1.5
             continue
         ref = np.percentile(contrast[cand], 75)
-        good = cand & (contrast > 0.3 * ref) & (prominence > MIN_PROMINENCE)
+        if prom_thr is None:  # grids with strong small lines have less prominent large lines
+            prom_thr = min(MIN_PROMINENCE, 0.5 * float(np.median(prominence[cand])))
+        good = cand & (contrast > 0.3 * ref) & (prominence > prom_thr)
         if good.sum() < 12:
             if radius >= max_dist:
                 return model
@@ -527,15 +537,6 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
     return t
 
 
-def _ink_image(dark: np.ndarray, chroma: np.ndarray, grid_from_chroma: bool) -> np.ndarray:
-    if grid_from_chroma:
-        ink = np.clip((dark - 0.25) / 0.35, 0, 1) * (1.0 - np.clip(chroma / 0.35, 0, 1))
-    else:
-        q = float(np.percentile(dark[::3, ::3], 93))
-        ink = np.clip((dark - q - 0.1) / max(1.0 - q - 0.1, 0.1), 0, 1)
-    return ink.astype(np.float32)
-
-
 def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
     S = INK_SAMPLES_PER_BOX
@@ -593,7 +594,45 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     best_in_group = sorted((by_code[c] for c in group), reverse=True)
     flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
     margin = min(axis_margin / 0.04, flip_margin)
+    # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
+    di_end = _trace_end_anchor(layout.undo_orientation(obs, code), dj)
+    if _DEBUG:
+        print("di template", di, "di from trace ends", di_end)
+    if di_end is not None and abs(di_end - di) <= 1:
+        di = di_end
     return code, dj, di, score, margin, float(obs.sum())
+
+
+def _trace_end_anchor(up: np.ndarray, dj: int) -> Optional[int]:
+    """Box shift di that puts the rows' trace ends on the 10 s line, or None when rows disagree."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    h, w = up.shape
+    ends = []
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+        lo, hi = p_b - int(8 / mm_per), p_b + int(8 / mm_per)
+        if lo < 0 or hi > h:
+            continue
+        prof = up[lo:hi].max(axis=0)
+        level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
+        if level <= 0:
+            continue
+        # thin traces break up after the grid removal: close gaps, then the last long run ends the row
+        lab, n = ndimage.label(ndimage.binary_closing(prof > 0.3 * level, iterations=2))
+        runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
+        runs = [r for r in runs if r.size >= int(6 / mm_per)]
+        if runs:
+            ends.append(runs[-1][-1])
+    if len(ends) < 3:
+        return None
+    ends = np.sort(np.array(ends))
+    if ends[-1] - ends[0] > 3:  # rows disagree: keep the template's anchor
+        return None
+    q_end = float(np.median(ends))
+    x_end_mm = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    # sample q covers x_mm = (q + 0.5) * mm_per - box / 2 - box * di
+    return int(round(((q_end + 0.5) * mm_per - layout.LARGE_GRID_MM / 2 - x_end_mm) / layout.LARGE_GRID_MM))
 
 
 def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
