@@ -2,7 +2,6 @@
 import subprocess
 import sys
 
-import numpy as np
 
 from ecgdigit import __version__
 from ecgdigit.cli import main

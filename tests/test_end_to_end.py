@@ -1,6 +1,5 @@
 """The product path at small scale: synth -> submit (with fallbacks) -> score, and digitize's files."""
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -19,8 +19,7 @@ import numpy as np
 
 from ecgdigit.errors import EcgdigitError, InputError
 from ecgdigit.image_io import load_image
-from ecgdigit.layout import (CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_WIDTH, LEADS, STANDARD_3X4,
-                             seconds_to_canonical_x)
+from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, seconds_to_canonical_x
 from ecgdigit.rectify import Rectification, rectify_to_canonical
 from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
 
@@ -63,7 +62,9 @@ class Digitizer:
         self.model = None
         self.tracer = "classical"
         if weights is not None:
-            self.model = _load_stage2(weights, device)
+            from ecgdigit.trace.model import TraceModel
+
+            self.model = TraceModel(stage2_checkpoint(weights), device=device)
             self.tracer = "model"
 
     @classmethod
@@ -73,9 +74,7 @@ class Digitizer:
     def band_maps(self, canonical: np.ndarray) -> np.ndarray:
         """(4, H, W) float32 trace probabilities for a canonical-frame RGB image."""
         if self.model is not None:
-            from ecgdigit.trace.model import predict_band_maps
-
-            return predict_band_maps(self.model, canonical, device=self.device)
+            return self.model.band_maps(canonical)
         from ecgdigit.trace.classical import classical_band_maps
 
         return classical_band_maps(canonical)
@@ -104,15 +103,14 @@ class Digitizer:
                               lead_confidence=lead_confidence(maps), timings=timings, tracer=self.tracer)
 
 
-def _load_stage2(weights: Union[str, Path], device: str):
+def stage2_checkpoint(weights: Union[str, Path]) -> Path:
+    """The stage-2 checkpoint of a weights folder (or the file itself)."""
     path = Path(weights)
     if path.is_dir():
         path = path / STAGE2_WEIGHTS_NAME
     if not path.is_file():
         raise InputError(f"{path}: stage-2 weights not found (a weights folder holds {STAGE2_WEIGHTS_NAME})")
-    from ecgdigit.nets import load_model
-
-    return load_model(path, map_location=device)
+    return path
 
 
 def lead_confidence(maps: np.ndarray) -> Dict[str, float]:
@@ -176,4 +174,4 @@ def write_report_json(result: DigitizeResult, path: Union[str, Path], extra: Opt
 
 
 __all__ = ["Digitizer", "DigitizeResult", "fallback_record", "lead_confidence", "lead_consistency_db",
-           "write_report_json", "LEADS", "CANONICAL_HEIGHT", "CANONICAL_BASELINES_Y"]
+           "stage2_checkpoint", "write_report_json"]
