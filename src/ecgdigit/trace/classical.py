@@ -23,7 +23,15 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ecgdigit.layout import CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_PX_PER_MV, CANONICAL_X_T0, CANONICAL_X_T10
+from ecgdigit.layout import (
+    CANONICAL_BASELINES_Y,
+    CANONICAL_HEIGHT,
+    CANONICAL_PX_PER_MV,
+    CANONICAL_X_T0,
+    CANONICAL_X_T10,
+    STANDARD_3X4,
+    grid_node_canonical,
+)
 from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
 
 
@@ -39,6 +47,8 @@ class ClassicalOptions:
     gap_prob: float = 0.05
     threshold: float = 0.3  # candidate runs: ink >= this
     centre_weighting: bool = True  # weight by distance to the ink edge (step 3)
+    label_weight: float = 1.0  # ink in lead-label boxes counts this much (0.4 measured worse: 15.4 vs 17.8 dB)
+    label_box: tuple = (-10, 130, -30, 12)  # canonical px around each label node: x0, x1, y0, y1
     x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
 
 
@@ -93,6 +103,8 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     o = options or ClassicalOptions()
     ink = ink_map(image, o)
     h, w = ink.shape
+    if o.label_weight < 1:
+        ink = _down_weight_labels(ink, o)
     sy = h / CANONICAL_HEIGHT if h not in (CANONICAL_HEIGHT, 1696) else 1.0
     sx = w / 4400 if w not in (4400, 4352) else 1.0
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
@@ -123,6 +135,24 @@ def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
     dist = cv2.distanceTransform((half >= level).astype(np.uint8), cv2.DIST_L2, 5)
     dist = cv2.resize(dist, (w, h), interpolation=cv2.INTER_LINEAR)
     return dist / max(float(dist.max()), 1e-6)
+
+
+def _down_weight_labels(ink: np.ndarray, o: ClassicalOptions) -> np.ndarray:
+    """Lead labels ("V1", "aVR") are printed just under the start of each segment, as dark as the
+    trace; where the trace dips into one, tracking would follow the letters. Ink inside the label
+    boxes counts less, so continuity decides there."""
+    h, w = ink.shape
+    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
+    sx = 1.0 if w in (4400, 4352) else w / 4400
+    out = ink.copy()
+    x0b, x1b, y0b, y1b = o.label_box
+    for j, i in STANDARD_3X4.label_nodes:
+        nx, ny = grid_node_canonical(j, i)
+        xa, xb = int(max((nx + x0b) * sx, 0)), int(min((nx + x1b) * sx, w))
+        ya, yb = int(max((ny + y0b) * sy, 0)), int(min((ny + y1b) * sy, h))
+        if xb > xa and yb > ya:
+            out[ya:yb, xa:xb] *= o.label_weight
+    return out
 
 
 def classical_extract(image: np.ndarray, lead_lengths, fs: Optional[float] = None,
