@@ -74,3 +74,34 @@ def test_make_folds_groups_records(tmp_path):
     assert pd.read_csv(tmp_path / "train_folds.csv").shape == (20, 3)
     # each fold gets both sampling rates
     assert (folds.groupby("fold")["fs"].nunique() == 2).all()
+
+
+def test_trace_model_wrapper_and_classical_fallback(tmp_path):
+    from ecgdigit.nets.unet import save_model
+    from ecgdigit.trace.evaluation import score_records, truth_record
+    from ecgdigit.trace.extract import default_lead_lengths
+    from ecgdigit.trace.model import TraceModel, digitize_canonical
+
+    item = SyntheticTraceDataset(1, seed=9, width=WIDTH, types=["0001"])[0]
+    image = (item["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    model = SegmentationModel("test_resnet", decoder_channels=(16, 8, 8, 8, 8), extra={"image_width": WIDTH}).eval()
+    ckpt = save_model(model, tmp_path / "m.pt")
+    tm = TraceModel(str(ckpt), device="cpu")
+    maps = tm.band_maps(image)
+    assert maps.shape == (4, 68, WIDTH) and float(maps.min()) >= 0 and float(maps.max()) <= 1
+    fs = item["fs"]
+    lengths = default_lead_lengths(fs)
+    rec = digitize_canonical(image, lengths, fs, model=tm)
+    assert {k: len(v) for k, v in rec.items()} == lengths
+    # No weights: the classical extractor (scored on full frames in test_trace_classical.py).
+    from dataclasses import replace
+
+    from ecgdigit.trace.classical import classical_band_maps
+    from ecgdigit.trace.extract import ExtractOptions, extract_record
+
+    classical = digitize_canonical(image, lengths, fs)
+    direct = extract_record(classical_band_maps(image), lengths, fs,
+                            replace(ExtractOptions(), frame_scale=(WIDTH / 4400, 68 / 1700)))
+    assert all(np.allclose(classical[k], direct[k]) for k in lengths)
+    truth = truth_record(item["signals"].numpy().astype(np.float64), fs, lengths)
+    assert np.isfinite(score_records([truth], [rec], [fs]).score)
