@@ -32,6 +32,7 @@ from ecgdigit.layout import (
     STANDARD_3X4,
     grid_node_canonical,
 )
+from ecgdigit.trace.extract import ExtractOptions, segment_cuts
 from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
 
 
@@ -116,7 +117,12 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         window = ink[y0:y1, x0:x1]
         track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
                              prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
-        top, bottom = track_runs(window, track)
+        # The pen jumps between the segments of a row: the tracking restarts at each boundary.
+        cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
+        edges = [0] + cuts + [x1 - x0]
+        pieces = [track_runs(window[:, a:z], track) for a, z in zip(edges[:-1], edges[1:])]
+        top = np.concatenate([t for t, _ in pieces])
+        bottom = np.concatenate([b for _, b in pieces])
         maps[band, y0:y1, x0:x1] = keep_tracked(window, top, bottom)
     if o.centre_weighting:
         maps *= centre_weights(ink)[None]
@@ -158,8 +164,8 @@ def _down_weight_labels(ink: np.ndarray, o: ClassicalOptions) -> np.ndarray:
 def classical_extract(image: np.ndarray, lead_lengths, fs: Optional[float] = None,
                       options: Optional[ClassicalOptions] = None, extract_options=None):
     """Canonical-frame image -> 12-lead record (lead -> mV array), with no network."""
-    from ecgdigit.trace.extract import ExtractOptions, extract_record
+    from ecgdigit.trace.extract import extract_record
 
     maps = classical_band_maps(image, options)
-    eo = extract_options or ExtractOptions()
+    eo = extract_options or ExtractOptions(estimator="run")  # thick ink: run centroid (+4 dB over argmax)
     return extract_record(maps, lead_lengths, fs, eo)
