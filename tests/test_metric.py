@@ -110,3 +110,14 @@ def test_vectorised_matches_reference():
     assert report.score == pytest.approx(10 * np.log10(np.mean(refs)), abs=1e-6)
     assert list(report.lead_table.index) == list(LEADS)
     assert len(report.per_lead) == 4 * 12
+
+
+def test_missing_lead_and_duplicates_are_named():
+    solution = example_solution()
+    sub = solution[["id", "value"]]
+    with pytest.raises(SubmissionError, match="no rows for lead V6"):
+        score(solution[~solution["id"].str.endswith("_V6")], sub)
+    with pytest.raises(SubmissionError, match=r"duplicated id.*343_0_I'"):
+        score(solution, pd.concat([sub, sub.iloc[:1]]))
+    with pytest.raises(SubmissionError, match="unknown lead"):
+        score(solution, pd.concat([sub, pd.DataFrame({"id": ["343_0_V7"], "value": [0.0]})]))

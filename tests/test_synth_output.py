@@ -7,14 +7,20 @@ import pandas as pd
 import pytest
 
 from ecgdigit.cli import main
-from ecgdigit.io import (list_test_images, list_train_images, read_record_csv, read_solution, read_test_csv,
-                         read_train_csv, record_segments, solution_from_train_folder)
-from ecgdigit.layout import KEYPOINT_NAMES, LEADS, STANDARD_3X4
+from ecgdigit.io import (build_submission, list_test_images, list_train_images, read_record_csv, read_solution,
+                         read_test_csv, read_train_csv, record_segments, solution_from_train_folder)
+from ecgdigit.layout import KEYPOINT_NAMES, LEADS
 from ecgdigit.metric import score
 from ecgdigit.synth.dataset import SyntheticECGDataset
 from ecgdigit.synth.labels import read_image_labels, read_record_labels
-from ecgdigit.synth.sample import canonical_view, make_sample
-from ecgdigit.synth.traces import placement_sample_range
+from ecgdigit.synth.traces import masks_to_record
+
+
+def rows_from_solution(sol: pd.DataFrame) -> pd.DataFrame:
+    """test.csv-like rows (id, lead, fs, number_of_rows) of a solution table."""
+    parts = sol["id"].str.rsplit("_", n=2, expand=True)
+    df = pd.DataFrame({"id": parts[0], "lead": parts[2], "fs": sol["fs"]})
+    return df.groupby(["id", "lead"], sort=False).agg(fs=("fs", "first"), number_of_rows=("fs", "size")).reset_index()
 
 
 def digest(folder: Path) -> dict:
@@ -25,7 +31,7 @@ def digest(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def train_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "train_run"
-    assert main(["synth", "--out", str(out), "--records", "2", "--types", "0001", "--split", "train",
+    assert main(["synth", "--out", str(out), "--records", "2", "--types", "0001,0003", "--split", "train",
                  "--seed", "7", "--fs", "500,256"]) == 0
     return out
 
@@ -36,7 +42,8 @@ def test_cli_writes_valid_train_layout(train_dir):
     assert set(train["fs"]) <= {500, 256}
     assert (train["sig_len"] == train["fs"] * 10).all()
     entries = list_train_images(train_dir)
-    assert len(entries) == 2 and all(e.path.is_file() and e.image_type == "0001" for e in entries)
+    assert len(entries) == 4 and all(e.path.is_file() for e in entries)
+    assert sorted(e.image_type for e in entries) == ["0001", "0001", "0003", "0003"]
     for rid, fs in zip(train["id"].astype(str), train["fs"]):
         rec = read_record_csv(train_dir / "train" / rid / f"{rid}.csv")
         assert list(rec.columns) == list(LEADS) and len(rec) == 10 * fs
@@ -49,16 +56,22 @@ def test_cli_writes_valid_train_layout(train_dir):
         # the CSV holds the labelled signal
         lab = read_record_labels(train_dir / "labels", rid)
         np.testing.assert_allclose(seg["V1"], lab["signals"][int(5 * fs):int(7.5 * fs), LEADS.index("V1")], atol=1e-6)
-    sol = solution_from_train_folder(train_dir)
+    sol = solution_from_train_folder(train_dir, types=["0001"])
     assert score(sol, sol[["id", "value"]], row_id_column_name="id", perfect_score=1e6) == pytest.approx(60.0)
+    # label truth: the written canonical masks read back to the written record at >= 30 dB
+    preds = {}
+    for rid, fs, n in zip(train["id"].astype(str), train["fs"], train["sig_len"]):
+        preds[f"{rid}-0001"] = masks_to_record(read_record_labels(train_dir / "labels", rid)["masks"], fs, n)
+    sub = build_submission(rows_from_solution(sol), preds)
+    assert score(sol, sub, row_id_column_name="id", perfect_score=1e6) >= 30.0
 
 
 def test_same_seed_same_bytes(train_dir, tmp_path):
     again = tmp_path / "again"
-    assert main(["synth", "--out", str(again), "--records", "2", "--types", "0001", "--seed", "7",
+    assert main(["synth", "--out", str(again), "--records", "2", "--types", "0001,0003", "--seed", "7",
                  "--fs", "500,256", "--workers", "2"]) == 0
     a, b = digest(train_dir), digest(again)
-    assert a == b and len(a) >= 8
+    assert a == b and len(a) >= 13  # images, record CSVs, train.csv and every label file
     other = tmp_path / "other"
     assert main(["synth", "--out", str(other), "--records", "1", "--types", "0001", "--seed", "8",
                  "--no-labels"]) == 0
@@ -132,3 +145,17 @@ def test_dataset_items_are_deterministic_and_canonical_view_aligns():
     on = item["masks"].max(axis=0) > 200
     assert on.sum() > 1000
     assert np.mean(item["image"][on].min(axis=1) < 160) > 0.85
+
+
+def keep_list(batch):
+    return batch
+
+
+def test_dataset_in_torch_dataloader_workers():
+    torch = pytest.importorskip("torch")
+    ds = SyntheticECGDataset(4, seed=5, types=["0001"], dpi=50)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=keep_list)
+    items = [it for batch in loader for it in batch]
+    assert [it["index"] for it in items] == [0, 1, 2, 3]
+    for it in items:  # workers render exactly what the main process renders
+        assert np.array_equal(it["image"], ds[it["index"]]["image"])

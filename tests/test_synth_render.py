@@ -75,7 +75,8 @@ def test_same_seed_same_page_and_styles_vary():
     assert min(widths) < 0.8 and max(widths) > 2.2
 
 
-@pytest.mark.parametrize("layout_name,paper", [("6x2", LETTER), ("12x1", LETTER), ("3x4+II", A4)])
+@pytest.mark.parametrize("layout_name,paper", [("6x2", LETTER), ("12x1", LETTER), ("3x4+II", A4),
+                                               ("3x4+II,V1,V5", LETTER)])
 def test_other_layouts_and_paper(layout_name, paper):
     layout = LAYOUTS[layout_name]
     p = render_page(simulate_record(250, 4), 250, 1, layout=layout, paper=paper, dpi=100)
@@ -84,6 +85,10 @@ def test_other_layouts_and_paper(layout_name, paper):
     assert len(p.lead_paths) == len(layout.placements)
     n_leads = np.isfinite(p.keypoints[:12, 0]).sum()
     assert n_leads == 12
+    # the rhythm-label keypoint exists exactly when lead II is also printed as a full strip
+    has_rhythm = (any(pl.lead == "II" and pl.duration == 10 for pl in layout.placements)
+                  and len(layout.placements_of("II")) > 1)
+    assert np.isfinite(p.keypoints[12, 0]) == has_rhythm
 
 
 def test_header_prints_the_record_rate():

@@ -5,11 +5,11 @@ import pytest
 
 from ecgdigit.io import build_submission, solution_rows
 from ecgdigit.io import test_rows_for_image as rows_for_image
-from ecgdigit.layout import (CANONICAL_HEIGHT, CANONICAL_WIDTH, LEAD_INDEX, LEADS, N_BANDS, STANDARD_3X4,
-                             canonical_x_to_seconds, canonical_y_to_mv, record_length, segment_length)
+from ecgdigit.layout import (CANONICAL_HEIGHT, CANONICAL_WIDTH, LEAD_INDEX, N_BANDS, STANDARD_3X4, record_length,
+                             segment_length)
 from ecgdigit.metric import score
 from ecgdigit.synth.signals import sample_params, simulate_record
-from ecgdigit.synth.traces import canonical_trace_paths, placement_sample_range, read_masks, render_band_masks
+from ecgdigit.synth.traces import canonical_trace_paths, masks_to_record, placement_sample_range, render_band_masks
 
 
 @pytest.mark.parametrize("fs", [250, 256, 500, 512, 1000, 1025, 333.3])
@@ -48,25 +48,6 @@ def test_options_override_and_heart_rate_shows_in_signal():
         simulate_record(500, 1, not_an_option=3)
 
 
-def read_back_record(masks: np.ndarray, fs: float, n_samples: int):
-    """Per lead, the voltage read from the masks at the sample times of its printed segment."""
-    ys = read_masks(masks)
-    scale_x = masks.shape[2] / CANONICAL_WIDTH
-    scale_y = masks.shape[1] / CANONICAL_HEIGHT
-    cols = np.arange(masks.shape[2]) / scale_x
-    record = {}
-    for pl in STANDARD_3X4.placements:
-        if pl.lead == "II" and pl.row != 3:
-            continue  # lead II is read from the rhythm strip
-        start, stop = placement_sample_range(pl, fs, n_samples)
-        y = ys[pl.row]
-        ok = np.isfinite(y)
-        t = canonical_x_to_seconds(cols[ok])
-        yy = np.interp(np.arange(start, stop) / fs, t, y[ok] / scale_y)
-        record[pl.lead] = canonical_y_to_mv(yy, pl.row)
-    return record
-
-
 def test_masks_read_back_above_30_db_at_500_hz():
     fs = 500
     n = record_length(fs)
@@ -83,7 +64,7 @@ def test_masks_read_back_above_30_db_at_500_hz():
             record_truth.setdefault(pl.lead, x[s:e, LEAD_INDEX[pl.lead]])
         record_truth["II"] = x[:, LEAD_INDEX["II"]]
         truths.append(solution_rows(record_truth, f"img{seed}", fs))
-        preds.append((f"img{seed}", read_back_record(masks, fs, n)))
+        preds.append((f"img{seed}", masks_to_record(masks, fs, n)))
     test_df = pd.concat([rows_for_image(i, fs) for i, _ in preds], ignore_index=True)
     sub = build_submission(test_df, dict(preds))
     db = score(pd.concat(truths, ignore_index=True), sub, row_id_column_name="id", perfect_score=1e6)

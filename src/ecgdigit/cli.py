@@ -1,7 +1,8 @@
 """The `ecgdigit` console script: small argument parsers in front of library entry functions.
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad input (missing or unreadable file, wrong
-folder layout); 3 an invalid submission or solution table. Errors ecgdigit expects are printed
+folder layout); 3 an invalid submission or solution table; 4 some images of a `digitize` batch
+could not be digitised (the others were written). Errors ecgdigit expects are printed
 as one line, `ecgdigit: error: ...`; set ECGDIGIT_DEBUG=1 to see the traceback instead.
 """
 from __future__ import annotations
@@ -53,6 +54,37 @@ def _run_score(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the README's main job: synthesise, digitise and score a small test set",
+                       description="Render a small synthetic test set of mixed image types, digitise it with "
+                       "`submit`, print the per-type SNR and write overlays to look at. With --metric-lesson: "
+                       "show what the competition metric forgives and what it punishes.")
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--records", type=int, default=1, help="records to render (each in every type)")
+    p.add_argument("--types", default=",".join(("0001", "0003", "0004", "0011", "0005", "0006")))
+    p.add_argument("--weights", default=None, help="weights folder (default: no-weights path)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=31337)
+    p.add_argument("--metric-lesson", action="store_true",
+                   help="instead: score a submission carrying one typical digitisation error per image")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from ecgdigit.demo import run_demo, run_metric_lesson
+
+    if args.metric_lesson:
+        run_metric_lesson(args.out, seed=args.seed)
+    else:
+        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        run_demo(args.out, records=args.records, types=types, seed=args.seed, weights=args.weights,
+                 workers=args.workers)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # synth
 # ---------------------------------------------------------------------------------------------
 def _add_synth(sub) -> None:
@@ -71,8 +103,10 @@ def _add_synth(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--fs", default=None,
                    help="comma-separated sampling rates to draw from (default: 250,256,500,512,1000,1025)")
-    p.add_argument("--layout", default="3x4+II", help="paper layout (3x4+II, 6x2, 12x1)")
-    p.add_argument("--paper", default="letter", help="paper size (letter, a4)")
+    from ecgdigit.layout import LAYOUTS, PAPER_SIZES
+
+    p.add_argument("--layout", default="3x4+II", help=f"paper layout ({', '.join(LAYOUTS)})")
+    p.add_argument("--paper", default="letter", help=f"paper size ({', '.join(PAPER_SIZES)})")
     p.add_argument("--dpi", type=float, default=200.0)
     p.add_argument("--no-labels", action="store_true", help="skip the labels/ folder")
     p.set_defaults(func=_run_synth)
@@ -137,18 +171,85 @@ def _run_train(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# submit
+# ---------------------------------------------------------------------------------------------
+def _add_submit(sub) -> None:
+    p = sub.add_parser(
+        "submit", help="digitise a competition folder into a submission",
+        description="Digitise DIR/test/{id}.png as DIR/test.csv asks (or every image of a train layout, "
+        "scored per type with --score) and write a validated submission. An image that fails gets a "
+        "flat fallback and is reported; the others are never lost.")
+    p.add_argument("--input", required=True, help="competition folder: test.csv + test/, or train.csv + train/")
+    p.add_argument("--output", default="submission.parquet", help="submission .parquet or .csv")
+    p.add_argument("--weights", default=None, help="weights folder (default: the classical, no-weights path)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (CPU)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (debugging)")
+    p.add_argument("--overlays", default=None, help="also write an overlay PNG per image into this folder")
+    p.add_argument("--score", action="store_true",
+                   help="train layout or a test folder with solution.csv: score the submission, per type")
+    p.set_defaults(func=_run_submit)
+
+
+def _run_submit(args) -> int:
+    from pathlib import Path
+
+    from ecgdigit.submit import run_submit, score_submit_result
+
+    result = run_submit(args.input, args.output, weights=args.weights, device=args.device,
+                        workers=args.workers, limit=args.limit, overlay_dir=args.overlays)
+    print(f"{result.n_images} image(s) in {result.seconds:.1f} s ({result.n_images / max(result.seconds, 1e-9):.2f} img/s); "
+          f"{len(result.failures)} fell back; submission: {result.output}")
+    if args.score:
+        print(score_submit_result(result, Path(args.input)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# digitize
+# ---------------------------------------------------------------------------------------------
+def _add_digitize(sub) -> None:
+    p = sub.add_parser(
+        "digitize", help="digitise your own ECG images (CSV, WFDB, overlay, JSON report per image)",
+        description="Per image: a CSV (time + 12 leads at --fs), a WFDB record, an overlay PNG of the "
+        "extracted traces on the rectified paper, and a JSON quality report. Exit code 4 when some "
+        "images could not be digitised (the others are written).")
+    p.add_argument("images", nargs="+", help="image files (png, jpg, bmp, tif, ...)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fs", type=float, default=500.0, help="sampling rate of the output (default 500)")
+    p.add_argument("--weights", default=None, help="weights folder (default: the classical, no-weights path)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-wfdb", action="store_true", help="skip the WFDB records")
+    p.set_defaults(func=_run_digitize)
+
+
+def _run_digitize(args) -> int:
+    from ecgdigit.digitize import digitize_images
+
+    outcomes = digitize_images(args.images, args.out, fs=args.fs, weights=args.weights, device=args.device,
+                               wfdb_records=not args.no_wfdb)
+    ok = sum(o.ok for o in outcomes)
+    print(f"digitised {ok} of {len(outcomes)} image(s) into {args.out}")
+    return 0 if ok == len(outcomes) else 4
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecgdigit",
         description="Digitise images of paper ECGs into 12-lead signals (PhysioNet ECG image "
         "digitisation competition format).",
-        epilog="Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 invalid submission/solution.",
+        epilog="Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 invalid submission/solution, "
+        "4 some images of a digitize batch failed (the others were written).",
     )
     parser.add_argument("--version", action="version", version=f"ecgdigit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # One _add_<command> per subcommand; each sets `func` to a thin _run_<command>.
     _add_score(sub)
+    _add_demo(sub)
     _add_synth(sub)
+    _add_submit(sub)
+    _add_digitize(sub)
     _add_train(sub)
     return parser
 

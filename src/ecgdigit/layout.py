@@ -165,7 +165,15 @@ TWELVE_BY_ONE = _grid_layout(
     label_rows_j=tuple(8 + 3 * k for k in range(12)),
     label_cols_i=(3,),
 )
-LAYOUTS: Dict[str, PaperLayout] = {lay.name: lay for lay in (STANDARD_3X4, SIX_BY_TWO, TWELVE_BY_ONE)}
+STANDARD_3X4_3R = _grid_layout(
+    "3x4+II,V1,V5",
+    columns=(("I", "II", "III"), ("aVR", "aVL", "aVF"), ("V1", "V2", "V3"), ("V4", "V5", "V6")),
+    rhythm=("II", "V1", "V5"),
+    baselines_y_mm=tuple(5.0 * j - 6.0 for j in (12, 18, 24, 30, 36, 42)),
+    label_rows_j=(12, 18, 24, 30, 36, 42),
+    label_cols_i=(3, 16, 28, 41),
+)
+LAYOUTS: Dict[str, PaperLayout] = {lay.name: lay for lay in (STANDARD_3X4, SIX_BY_TWO, TWELVE_BY_ONE, STANDARD_3X4_3R)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Per image, `labels/{image_id}.npz` (image_id = "{record}-{type}"; for a test spl
   pixel paths: path_xy (total, 2) float32 cut by path_offsets, with path_lead, path_row,
   path_column, path_start, path_stop. A JSON twin holds the scalars and the page style.
 Per record, `labels/{record}.npz`: signals (n, 12) mV (the full record), fs, and masks: the
-  4-band canonical trace masks (uint8, 4400 x 1700, anti-aliased), shared by all its images.
+  4-band canonical trace masks (uint8, 4400 x 1700, anti-aliased), shared by all its images;
+  `labels/{record}.json`: the signal parameters (rate, rhythm, QRS width, T shape, noise...).
 """
 from __future__ import annotations
 
@@ -70,11 +71,16 @@ def write_image_labels(folder: Path, image_id: str, sample: SynthSample) -> None
     (folder / f"{image_id}.json").write_text(json.dumps(image_label_json(sample, image_id), indent=1))
 
 
-def write_record_labels(folder: Path, record_id: str, signals: np.ndarray, fs: float, layout) -> None:
+def write_record_labels(folder: Path, record_id: str, signals: np.ndarray, fs: float, layout,
+                        params=None) -> None:
+    """labels/{record}.npz (signals, fs, masks) and, with `params` (SignalParams), labels/{record}.json."""
     folder.mkdir(parents=True, exist_ok=True)
     masks = render_band_masks(signals, fs, layout=layout)
     np.savez_compressed(folder / f"{record_id}.npz", signals=signals, fs=np.float64(fs), masks=masks,
                         leads=np.array(LEADS))
+    if params is not None:
+        info = {"record_id": record_id, "fs": fs, "layout": layout.name, "signal_params": params.as_dict()}
+        (folder / f"{record_id}.json").write_text(json.dumps(info, indent=1))
 
 
 def _load(path: Path) -> Dict[str, np.ndarray]:

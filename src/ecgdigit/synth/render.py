@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -29,7 +29,6 @@ from ecgdigit.layout import (
     PaperSize,
     canonical_to_mm,
     grid_node_mm,
-    mm_to_canonical,
     mm_to_pixels,
     seconds_to_mm,
 )
@@ -132,8 +131,6 @@ def sample_style(rng: np.random.Generator, **overrides) -> PageStyle:
         calibration=bool(rng.random() < 0.7),
         separators=bool(rng.random() < 0.8),
     )
-    from dataclasses import replace
-
     return replace(style, **overrides)
 
 
@@ -302,7 +299,8 @@ def _text_mask(text: str, font_name: str, size_px: int) -> Tuple[np.ndarray, Tup
 
 
 def _draw_text(img: np.ndarray, text: str, font_name: str, size_px: float, colour: RGB,
-               left: float, top: Optional[float] = None, v_centre: Optional[float] = None) -> Tuple[float, float, float, float]:
+               left: float, top: Optional[float] = None,
+               v_centre: Optional[float] = None) -> Tuple[float, float, float, float]:
     """Draw `text` with its ink box's left edge at `left` and its top (or vertical centre) as given.
 
     Returns the ink box (x0, y0, x1, y1) in page pixels.

@@ -175,7 +175,8 @@ def canonical_view(sample: SynthSample, width: int = CANONICAL_WIDTH, height: in
     and the band masks of its traces in the same frame: (image (height, width, 3) uint8,
     masks (n_bands, height, width) uint8 or None)."""
     mx, my = dense_map(sample.canonical_mesh, MESH_STEP, width, height)
-    canon = cv2.remap(sample.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    canon = cv2.remap(sample.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=(255, 255, 255))
     masks = None
     if with_masks:
         masks = render_band_masks(sample.signals, sample.fs, width=width, height=height, layout=sample.layout)

@@ -23,6 +23,7 @@ from ecgdigit.layout import (
     PaperLayout,
     mm_to_canonical,
     segment_start,
+    canonical_x_to_seconds,
     seconds_to_canonical_x,
 )
 
@@ -127,3 +128,25 @@ def read_masks(masks: np.ndarray, min_mass: float = 1.0) -> np.ndarray:
         y = (m * ys[None, :, None]).sum(axis=1) / mass
     y[mass < min_mass] = np.nan
     return y
+
+
+def masks_to_record(masks: np.ndarray, fs: float, n_samples: int, layout: PaperLayout = STANDARD_3X4):
+    """Voltages read back from band masks (intensity-weighted y per column, linear in time) at the
+    sample times of every printed segment: dict lead -> 1-D array (mV). A lead printed twice is
+    read from its longest placement (lead II from the rhythm strip). Used to check mask labels.
+    """
+    ys = read_masks(masks)
+    scale_x = masks.shape[2] / CANONICAL_WIDTH
+    scale_y = masks.shape[1] / CANONICAL_HEIGHT
+    t_cols = canonical_x_to_seconds(np.arange(masks.shape[2]) / scale_x)
+    record, span = {}, {}
+    for pl in layout.placements:
+        start, stop = placement_sample_range(pl, fs, n_samples)
+        if span.get(pl.lead, -1) >= stop - start:
+            continue
+        y = ys[pl.row]
+        ok = np.isfinite(y)
+        yy = np.interp(np.arange(start, stop) / fs, t_cols[ok], y[ok] / scale_y)
+        record[pl.lead] = (_row_baseline_canonical(layout, pl.row) - yy) / CANONICAL_PX_PER_MV
+        span[pl.lead] = stop - start
+    return record

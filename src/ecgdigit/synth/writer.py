@@ -9,10 +9,10 @@ Ids are random 10-digit integers drawn from the seed; the same seed gives the sa
 from __future__ import annotations
 
 import multiprocessing
-import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -93,7 +93,7 @@ def _render_record(job) -> dict:
     signals, params = simulate_record_with_params(fs, sig_rng)
     labels_dir = out / "labels"
     if cfg.labels:
-        write_record_labels(labels_dir, record_id, signals, fs, layout)
+        write_record_labels(labels_dir, record_id, signals, fs, layout, params)
     result = {"record_id": record_id, "fs": fs, "n": signals.shape[0], "images": []}
     if cfg.split == "train":
         folder = out / "train" / record_id
@@ -164,9 +164,11 @@ def generate_dataset(out, records: int, types: Sequence[str] = ("0001",), split:
     bar = tqdm(total=records, desc=f"synth {split}", unit="record", disable=not progress)
     results = []
     if workers > 1:
-        ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context()
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for res in pool.imap(_render_record, jobs):
+        # spawn, not fork: a fork taken while cv2/BLAS threads hold locks can deadlock the children;
+        # an executor (unlike multiprocessing.Pool) raises instead of hanging when a worker dies
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            for res in pool.map(_render_record, jobs):
                 results.append(res)
                 bar.update(1)
     else:

@@ -39,24 +39,45 @@ def seed_cv2(rng: np.random.Generator) -> None:
     cv2.setRNGSeed(int(rng.integers(1, 2 ** 31 - 1)))
 
 
-def add_noise(img: np.ndarray, rng, sigma: float, chroma: float = 0.3) -> np.ndarray:
-    """Add Gaussian noise (luma sigma in grey levels, plus `chroma` times as much per channel)."""
+_NOISE_BANK_SIDE = 3328  # noise goes on pages (2200 x 1700 at 200 dpi), screens (<= 3110 px) and scans
+_NOISE_BANK_SIGMA = 16.0
+_noise_bank = None
+
+
+def _bank() -> np.ndarray:
+    """A fixed (side, side, 3) int8 sensor-noise texture (luma + 0.4 x chroma), made once per
+    process with a fixed seed; images take randomly offset windows of it (cheap and reproducible)."""
+    global _noise_bank
+    if _noise_bank is None:
+        state = np.random.default_rng(20251124)
+        cv2.setRNGSeed(int(state.integers(1, 2 ** 31 - 1)))
+        luma = np.empty((_NOISE_BANK_SIDE, _NOISE_BANK_SIDE), np.int16)
+        cv2.randn(luma, 0, _NOISE_BANK_SIGMA / 1.077)  # 1.077 = sqrt(1 + 0.4^2)
+        chroma = np.empty((_NOISE_BANK_SIDE, _NOISE_BANK_SIDE, 3), np.int16)
+        cv2.randn(chroma, (0, 0, 0), (0.4 * _NOISE_BANK_SIGMA / 1.077,) * 3)
+        _noise_bank = np.clip(chroma + luma[..., None], -127, 127).astype(np.int8)
+    return _noise_bank
+
+
+def add_noise(img: np.ndarray, rng, sigma: float) -> np.ndarray:
+    """Add sensor noise of about `sigma` grey levels (RGB: correlated luma + chroma; grey: luma)."""
     if sigma <= 0:
         return img
-    seed_cv2(rng)
     h, w = img.shape[:2]
-    luma = np.empty((h, w), np.int16)
-    cv2.randn(luma, 0, sigma)
     if img.ndim == 2:
+        seed_cv2(rng)
+        luma = np.empty((h, w), np.int16)
+        cv2.randn(luma, 0, sigma)
         return cv2.add(img, luma, dtype=cv2.CV_8U)
-    if chroma > 0:
-        small = np.empty((h // 2 + 1, w // 2 + 1, 3), np.int16)
-        cv2.randn(small, (0, 0, 0), (sigma * chroma,) * 3)
-        noise = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-        noise += luma[..., None]
-    else:
-        noise = cv2.merge([luma, luma, luma])
-    return cv2.add(img, noise, dtype=cv2.CV_8U)
+    bank = _bank()
+    if h > bank.shape[0] or w > bank.shape[1]:  # bigger than any photo: draw fresh noise
+        seed_cv2(rng)
+        noise = np.empty((h, w, 3), np.int16)
+        cv2.randn(noise, (0, 0, 0), (sigma,) * 3)
+        return cv2.add(img, noise, dtype=cv2.CV_8U)
+    y = int(rng.integers(0, bank.shape[0] - h + 1))
+    x = int(rng.integers(0, bank.shape[1] - w + 1))
+    return cv2.addWeighted(img, 1.0, bank[y:y + h, x:x + w], sigma / _NOISE_BANK_SIGMA, 0.0, dtype=cv2.CV_8U)
 
 
 def jpeg(img_rgb: np.ndarray, quality: int) -> np.ndarray:
@@ -101,8 +122,9 @@ def blur(img: np.ndarray, rng, sigma: float, motion: float = 0.0) -> np.ndarray:
 # --- print and scanner tone ---------------------------------------------------------------------
 def print_tone(page: np.ndarray, rng, paper_tint=None, saturation=None) -> np.ndarray:
     """A colour print on paper: paper tint, ink density, gamma and a slight colour shift."""
-    if paper_tint is None:
-        paper_tint = np.array([rng.uniform(238, 252), rng.uniform(234, 250), rng.uniform(222, 246)])
+    if paper_tint is None:  # white to slightly warm paper
+        white = rng.uniform(236, 253)
+        paper_tint = np.array([white, white - rng.uniform(0, 5), white - rng.uniform(0, 16)])
     ink = rng.uniform(10, 55, 3)
     gamma = rng.uniform(0.8, 1.25)
     x = np.linspace(0, 1, 256)[:, None]
@@ -129,22 +151,13 @@ def background(rng, width: int, height: int, kind: str | None = None) -> np.ndar
     """Low-resolution RGB uint8 texture of what lies around the paper (table, desk, cloth)."""
     kind = kind or rng.choice(["wood", "wood", "plain", "cloth", "granite"])
     if kind == "wood":
-        base = np.array(rng.choice([(186, 140, 96), (150, 100, 62), (96, 62, 40), (205, 170, 125), (120, 105, 95)]), np.float32)
-        ang = rng.uniform(0, np.pi)
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        v = -xx * np.sin(ang) + yy * np.cos(ang)
-        period = rng.uniform(0.012, 0.04) * max(width, height)
-        warp = fractal_noise(rng, width, height, cells=3, octaves=3) * period * 2.0
-        grain = np.sin(2 * np.pi * (v + warp) / period)
-        fine = smooth_noise(rng, width, height, cells=max(width, height) / 3.0)
-        shade = 1 + 0.10 * grain + 0.05 * fine + 0.08 * fractal_noise(rng, width, height, 2, 2)
-        img = base[None, None] * shade[..., None]
+        img = _wood(rng, width, height)
     elif kind == "cloth":
-        base = np.array(rng.uniform(40, 220, 3), np.float32)
+        base = np.float32(rng.uniform(40, 220)) * rng.uniform(0.75, 1.15, 3).astype(np.float32)
         fine = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 0.8)
         img = base[None, None] * (1 + 0.12 * fine + 0.06 * fractal_noise(rng, width, height, 3, 2))[..., None]
     elif kind == "granite":
-        base = np.array(rng.uniform(60, 200, 3), np.float32)
+        base = np.float32(rng.uniform(60, 200)) * rng.uniform(0.85, 1.1, 3).astype(np.float32)
         speck = (rng.random((height, width)) < 0.08).astype(np.float32) * rng.uniform(-0.5, 0.4)
         speck = cv2.GaussianBlur(speck, (0, 0), 0.7)
         img = base[None, None] * (1 + speck + 0.05 * fractal_noise(rng, width, height, 4, 3))[..., None]
@@ -156,6 +169,50 @@ def background(rng, width: int, height: int, kind: str | None = None) -> np.ndar
         base = base * rng.uniform(0.85, 1.1, 3)
         img = base[None, None] * (1 + 0.06 * fractal_noise(rng, width, height, 2, 4))[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _wood(rng, width: int, height: int) -> np.ndarray:
+    """Planks with long wavy grain lines and fibres, grain along x or y."""
+    vertical = rng.random() < 0.5
+    w, h = (height, width) if vertical else (width, height)
+    base = np.array(rng.choice([(186, 140, 96), (150, 100, 62), (96, 62, 40), (205, 170, 125), (120, 105, 95),
+                                (170, 120, 80)]), np.float32) * rng.uniform(0.85, 1.1, 3)
+    # noise that is smooth along the grain (x) and fast across it (y)
+    def streaks(cells_x, cells_y):
+        g = rng.standard_normal((cells_y, cells_x)).astype(np.float32)
+        return cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
+    period = rng.uniform(0.01, 0.03) * h
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    rings = np.sin(2 * np.pi * (yy / period + 1.2 * streaks(4, max(4, int(h / period / 3)))))
+    fibres = streaks(max(2, w // 60), h // 2)
+    plank_h = h * rng.uniform(0.15, 0.45)
+    plank = np.floor((yy + rng.uniform(0, plank_h)) / plank_h).astype(int)
+    plank_gain = 1 + 0.08 * rng.standard_normal(int(plank.max()) + 2).astype(np.float32)
+    seam = np.abs(((yy + rng.uniform(0, plank_h)) % plank_h) - plank_h / 2) > plank_h / 2 - 1.2
+    shade = (1 + 0.07 * rings + 0.05 * fibres + 0.05 * smooth_noise(rng, w, h, 3)) * plank_gain[plank]
+    shade = shade * np.where(seam, np.float32(0.6), np.float32(1.0))
+    img = base[None, None] * shade[..., None]
+    return np.ascontiguousarray(img.transpose(1, 0, 2)) if vertical else img
+
+
+def facet_shading(rng, width: int, height: int, n_facets: int, strength: float) -> np.ndarray:
+    """(h, w) float gain of crumpled paper: flat facets (Voronoi cells of random seeds), each a
+    plane tilted to the light its own way (a gain with its own level and gradient); the cell
+    borders read as creases."""
+    seeds = np.full((height, width), 255, np.uint8)
+    seeds[rng.integers(0, height, n_facets), rng.integers(0, width, n_facets)] = 0
+    sy, sx = np.nonzero(seeds == 0)  # raster order = label order (labels start at 1)
+    _, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    n = len(sx) + 1
+    size = np.sqrt(width * height / max(n_facets, 1))
+    level = np.r_[0, rng.normal(0, strength, n - 1)].astype(np.float32)
+    gx = np.r_[0, rng.normal(0, strength / size, n - 1)].astype(np.float32)
+    gy = np.r_[0, rng.normal(0, strength / size, n - 1)].astype(np.float32)
+    cx = np.r_[0, sx].astype(np.float32)
+    cy = np.r_[0, sy].astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    shade = 1 + level[labels] + gx[labels] * (xx - cx[labels]) + gy[labels] * (yy - cy[labels])
+    return cv2.GaussianBlur(shade, (0, 0), 0.5)
 
 
 def lighting(rng, width: int, height: int, strength: float = 1.0, shadows: int | None = None) -> np.ndarray:
@@ -246,62 +303,82 @@ MOULD_COLOURS = np.array([
 
 
 def paint_mould(page: np.ndarray, rng, n_clusters: int) -> np.ndarray:
-    """Mould colonies on a uint8 RGB page: clusters of fuzzy, irregular spots of varied colour and
-    size, with satellite specks and a faint discoloured halo."""
-    out = page.astype(np.float32)
+    """Mould on a uint8 RGB page: clusters of colonies of varied colour and size (dense dark
+    core, concentric growth zones, fuzzy filamentous rim, satellite specks) over a faint diffuse
+    discolouration, plus scattered foxing dots."""
     h, w = page.shape[:2]
     scale = min(h, w) / 1700.0
+    # diffuse discoloured patches where the clusters grow, at 1/8 size
+    lw, lh = -(-w // 8), -(-h // 8)
+    patch = np.zeros((lh, lw), np.float32)
+    centres = []
     for _ in range(n_clusters):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        spread = rng.uniform(40, 350) * scale
+        spread = rng.uniform(30, 260) * scale
+        centres.append((cx, cy, spread))
+        cv2.circle(patch, (int(cx / 8), int(cy / 8)), max(1, int(spread * rng.uniform(0.8, 1.8) / 8)),
+                   float(rng.uniform(0.05, 0.3)), -1)
+    patch = cv2.GaussianBlur(patch, (0, 0), max(lw, lh) * 0.015) * np.clip(0.7 + 0.6 * fractal_noise(rng, lw, lh, 8, 3), 0, 2)
+    tint = np.array(rng.choice([(0.06, 0.12, 0.3), (0.2, 0.1, 0.28), (0.12, 0.16, 0.2)]), np.float32)
+    out = multiply_field(page, np.exp(-patch[..., None] * tint * 3), 255.0)
+    for cx, cy, spread in centres:
         base_col = MOULD_COLOURS[rng.integers(len(MOULD_COLOURS))]
-        n_col = int(rng.integers(3, 40))
-        for _ in range(n_col):
-            radius = float(np.clip(rng.lognormal(np.log(10 * scale), 0.8), 2, 120 * scale))
-            px = cx + rng.normal(0, spread)
-            py = cy + rng.normal(0, spread)
-            col = np.clip(base_col * rng.uniform(0.75, 1.25) + rng.normal(0, 12, 3), 0, 255)
-            _paint_colony(out, rng, px, py, radius, col)
-    # foxing: a scatter of tiny brownish dots over the whole page
-    n_fox = int(rng.integers(0, 400) * scale)
-    if n_fox:
-        fox = np.zeros((h, w), np.float32)
-        xs = rng.integers(0, w, n_fox)
-        ys = rng.integers(0, h, n_fox)
-        for x, y in zip(xs, ys):
-            cv2.circle(fox, (int(x), int(y)), int(rng.integers(1, 3)), float(rng.uniform(0.2, 0.7)), -1, cv2.LINE_AA)
-        fox = cv2.GaussianBlur(fox, (0, 0), 0.8)[..., None]
-        out = out * (1 - fox) + fox * np.array([120, 95, 60], np.float32)
-    return np.clip(out, 0, 255).astype(np.uint8)
+        for _ in range(int(rng.integers(5, 55))):
+            radius = float(np.clip(rng.lognormal(np.log(8 * scale), 0.9), 1.5, 120 * scale))
+            col = np.clip(base_col * rng.uniform(0.75, 1.25) + rng.normal(0, 10, 3), 0, 255)
+            _paint_colony(out, rng, cx + rng.normal(0, spread), cy + rng.normal(0, spread), radius, col)
+    n_fox = int(rng.integers(0, 400) * scale)  # foxing: tiny brownish dots all over
+    for x, y in zip(rng.integers(0, w, n_fox), rng.integers(0, h, n_fox)):
+        paper = out[y, x].astype(np.float32)
+        colour = paper + rng.uniform(0.2, 0.6) * (np.array([120, 95, 60], np.float32) - paper)
+        cv2.circle(out, (int(x), int(y)), int(rng.integers(1, 3)), tuple(float(v) for v in colour), -1, cv2.LINE_AA)
+    return out
+
+
+_GRAIN_STD = 0.116  # std of uniform noise (1/sqrt(12)) after a sigma-0.7 Gaussian blur
 
 
 def _paint_colony(out: np.ndarray, rng, px: float, py: float, radius: float, col: np.ndarray) -> None:
+    """One colony, alpha-blended into `out` (uint8) in place. Large colonies are modelled at a
+    reduced scale and upsampled (they are fuzzy anyway), which keeps hundreds of colonies cheap."""
     h, w = out.shape[:2]
-    size = int(radius * 5) + 4
+    size = int(radius * 4.5) + 6
     x0, y0 = int(px) - size // 2, int(py) - size // 2
     xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
     if xb <= xa or yb <= ya:
         return
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    c = (size - 1) / 2
-    dx, dy = xx - c, yy - c
-    r = np.hypot(dx, dy) / radius
-    theta = np.arctan2(dy, dx)
-    edge = 1.0
-    for k in (3, 5, 7, 11):
-        edge = edge + rng.uniform(0, 0.25 / np.sqrt(k)) * np.sin(k * theta + rng.uniform(0, 6.3))
-    speck = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), max(radius * 0.08, 0.6))
-    speck = (speck - speck.mean()) / (speck.std() + 1e-6)
-    core = np.clip((edge - r) / 0.25 + 0.3 * speck, 0, 1)
-    dens = core * rng.uniform(0.55, 0.95) * (1 - 0.35 * np.exp(-(r / 0.35) ** 2) * (rng.random() < 0.4))
-    halo = np.exp(-np.maximum(r - edge, 0) / 0.5) * (r > edge * 0.9) * rng.uniform(0.05, 0.2)
-    # satellite specks: sparse dots around the colony
-    sat = (rng.random((size, size)) < 0.02 * np.exp(-np.maximum(r - edge, 0) / 0.7)).astype(np.float32)
-    sat = cv2.GaussianBlur(sat, (0, 0), max(radius * 0.05, 0.5)) * 3
-    alpha = np.clip(dens + halo + sat * (r > edge), 0, 0.97)[ya - y0:yb - y0, xa - x0:xb - x0, None]
-    region = out[ya:yb, xa:xb]
-    region *= 1 - alpha
-    region += alpha * col
+    reduce = max(1, int(radius // 12))
+    n = -(-size // reduce)
+    rad = radius / reduce
+    coords = (np.arange(n, dtype=np.float32) - (n - 1) / 2)
+    dx = np.broadcast_to(coords[None, :], (n, n))
+    dy = np.broadcast_to(coords[:, None], (n, n))
+    mag, ang = cv2.cartToPolar(np.ascontiguousarray(dx), np.ascontiguousarray(dy))
+    r = mag / np.float32(rad)
+    # irregular outline: a random periodic radius profile looked up by angle
+    t = np.linspace(0, 2 * np.pi, 256, endpoint=False)
+    profile = np.ones(256, np.float32)
+    for k in (2, 3, 5, 8, 13):
+        profile += np.float32(rng.uniform(0, 0.3 / np.sqrt(k))) * np.sin(k * t + rng.uniform(0, 6.3)).astype(np.float32)
+    edge = profile.take((ang * np.float32(256 / (2 * np.pi))).astype(np.int32) & 255)
+    grain = rng.random((n, n), dtype=np.float32)
+    fine = (cv2.GaussianBlur(grain, (0, 0), 0.7) - np.float32(0.5)) * np.float32(1 / _GRAIN_STD)
+    # filamentous rim: the edge frays by per-pixel noise; growth zones; darker centre
+    body = np.clip((edge - r) * np.float32(1 / 0.15) + 0.5 * fine, 0, 1)
+    zones = 1 - np.float32(rng.uniform(0, 0.25)) * (0.5 + 0.5 * np.cos(
+        np.float32(2 * np.pi * rng.uniform(1.5, 3.5)) * (r + 0.15 * fine) + np.float32(rng.uniform(0, 6.3))))
+    core = np.exp(-(r * np.float32(1 / rng.uniform(0.25, 0.5))) ** 2)
+    dens = body * np.float32(rng.uniform(0.45, 0.9)) * zones * (0.75 + 0.25 * np.clip(fine, -1, 1))
+    # satellite specks: sparse grains around the colony
+    sat = (grain < 0.015 * np.exp(-np.maximum(r - edge, 0) / 0.6)) & (r > edge)
+    alpha = np.minimum(np.maximum(dens, sat * np.float32(rng.uniform(0.4, 0.8))), 0.97)
+    if reduce > 1:
+        alpha = cv2.resize(alpha, (n * reduce, n * reduce), interpolation=cv2.INTER_LINEAR)
+        core = cv2.resize(core, (n * reduce, n * reduce), interpolation=cv2.INTER_LINEAR)
+    alpha = alpha[ya - y0:yb - y0, xa - x0:xb - x0, None]
+    colour = col.astype(np.float32) * (1 - 0.45 * core[ya - y0:yb - y0, xa - x0:xb - x0, None])
+    region = out[ya:yb, xa:xb].astype(np.float32)
+    out[ya:yb, xa:xb] = np.clip(region + alpha * (colour - region), 0, 255).astype(np.uint8)
 
 
 # --- creases, folds, tears (page space) ------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""Benchmark of the rectifier on a fresh synthetic set (and optionally the external renders).
+
+Per image type: orientation accuracy, mean / 95th-percentile error of the rectified large-grid
+nodes in mm (nodes inside the image; pixel error divided by the local px/mm of the true nodes),
+share of images rejected (confidence 0), mean confidence, and CPU seconds per image per stage.
+
+    PYTHONPATH=src python bench/bench_rectify.py --records 10 --seed 9100
+    PYTHONPATH=src python bench/bench_rectify.py --external /work/shared/external --records 0
+    PYTHONPATH=src python bench/bench_rectify.py --photo-speed   # one 4032 x 3024 photo, 1 thread
+
+Acceptance (issue 4, classical): mean node error <= 0.2 mm on 0001/0003/0004/0011/0012,
+<= 0.6 mm on 0005/0006/0009/0010; orientation right on >= 99 %.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import time
+from collections import defaultdict
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ecgdigit import layout
+from ecgdigit.rectify import rectify_to_canonical
+
+ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
+
+
+def local_px_per_mm(nodes: np.ndarray) -> np.ndarray:
+    """Mean distance to the neighbouring large-grid nodes / 5 mm, per node."""
+    dx = np.linalg.norm(np.diff(nodes, axis=1), axis=-1)
+    dy = np.linalg.norm(np.diff(nodes, axis=0), axis=-1)
+    s = np.zeros(nodes.shape[:2])
+    c = np.zeros(nodes.shape[:2])
+    s[:, :-1] += dx
+    s[:, 1:] += dx
+    c[:, :-1] += 1
+    c[:, 1:] += 1
+    s[:-1] += dy
+    s[1:] += dy
+    c[:-1] += 1
+    c[1:] += 1
+    return s / c / layout.LARGE_GRID_MM
+
+
+def node_errors_mm(pred: np.ndarray, truth: np.ndarray, shape) -> np.ndarray:
+    h, w = shape[:2]
+    err = np.linalg.norm(pred - truth, axis=-1) / local_px_per_mm(truth)
+    vis = (truth[..., 0] >= 0) & (truth[..., 0] <= w - 1) & (truth[..., 1] >= 0) & (truth[..., 1] <= h - 1)
+    return err[vis]
+
+
+def orient_points(pts: np.ndarray, shape, code: int) -> np.ndarray:
+    """Points of an upright image of `shape` -> the same points after layout.apply_orientation(code)."""
+    h, w = shape[:2]
+    p = np.array(pts, dtype=np.float64)
+    if code >= 4:
+        p[..., 0] = w - 1 - p[..., 0]
+    for _ in range(code % 4):
+        x, y = p[..., 0].copy(), p[..., 1].copy()
+        p[..., 0], p[..., 1] = y, w - 1 - x
+        h, w = w, h
+    return p
+
+
+def print_table(rows, title):
+    print(f"\n{title}")
+    hdr = f"{'type':>6} {'n':>4} {'orient%':>8} {'mean mm':>8} {'p95 mm':>8} {'reject%':>8} {'conf':>5} {'s/img':>6}  stages (s)"
+    print(hdr)
+    print("-" * len(hdr) + "-" * 40)
+    for name, recs in rows.items():
+        n = len(recs)
+        ok = np.mean([r["orient_ok"] for r in recs]) * 100
+        errs = np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
+        rej = np.mean([r["rejected"] for r in recs]) * 100
+        conf = np.mean([r["conf"] for r in recs])
+        tot = np.mean([r["seconds"] for r in recs])
+        stages = defaultdict(list)
+        for r in recs:
+            for k, v in r["timings"].items():
+                stages[k].append(v)
+        st = " ".join(f"{k}={np.mean(v):.2f}" for k, v in stages.items())
+        print(f"{name:>6} {n:4d} {ok:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} {rej:8.1f} "
+              f"{conf:5.2f} {tot:6.2f}  {st}")
+    print("(node errors over correctly oriented, non-rejected images; wrong orientation counts in orient%)")
+
+
+def run_synthetic(types, records, seed, all_orientations):
+    from ecgdigit.synth.sample import make_sample
+
+    rows = defaultdict(list)
+    jobs = [(t, k) for t in types for k in range(records)]
+    for t, k in tqdm(jobs, desc="rectify synthetic"):
+        smp = make_sample(seed, k, t)
+        image, truth, code = smp.image, smp.grid_nodes, smp.orientation
+        if all_orientations:  # extra rotation/mirror on top of what the degradation did
+            extra = int(np.random.default_rng([seed, k, 99]).integers(8))
+            if extra:
+                if code != 0:
+                    extra = 0  # keep codes composable: only turn upright samples
+                else:
+                    truth = orient_points(truth, image.shape, extra)
+                    image = layout.apply_orientation(image, extra)
+                    code = extra
+        t0 = time.perf_counter()
+        r = rectify_to_canonical(image)
+        sec = time.perf_counter() - t0
+        err = node_errors_mm(r.nodes, truth, image.shape)
+        rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
+                            seconds=sec, timings=r.timings))
+        if r.orientation != code or (not r.rejected and err.mean() > 1.0):
+            tqdm.write(f"  {t} #{k}: orientation {code} -> {r.orientation}, mean err {err.mean():.2f} mm, "
+                       f"conf {r.confidence:.2f} {r.reason}")
+    return rows
+
+
+def run_external(folder):
+    """ecg-image-kit renders (README geometry: grid from the page's top-left, 200 dpi)."""
+    rows = defaultdict(list)
+    px_per_mm = layout.mm_to_pixels(1.0, 200)
+    for path in tqdm(sorted(glob.glob(os.path.join(folder, "train", "*", "*.png"))), desc="rectify external"):
+        variant = os.path.basename(path)[-8:-4]
+        image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+        t0 = time.perf_counter()
+        r = rectify_to_canonical(image)
+        sec = time.perf_counter() - t0
+        # the kit's traces start at grid line 3 (x = 15 mm) and its row-1 baseline is at 708.3 px,
+        # i.e. horizontal line 0 sits at y = 708.3 - 89.05 mm (layout baseline) in pixels
+        y0 = 708.3 - layout.STANDARD_3X4.baselines_y_mm[0] * px_per_mm
+        jj, ii = np.meshgrid(np.arange(44), np.arange(57), indexing="ij")
+        truth = np.stack([ii * 5 * px_per_mm, y0 + jj * 5 * px_per_mm], axis=-1)
+        geometry_known = variant not in ("0105", "0106")  # rotated+cropped / traces start at line 2
+        err = node_errors_mm(r.nodes, truth, image.shape) if geometry_known else np.array([np.nan])
+        rows[variant].append(dict(orient_ok=r.orientation == 0, err=err, rejected=r.rejected, conf=r.confidence,
+                                  seconds=sec, timings=r.timings))
+        tqdm.write(f"  {os.path.basename(path)}: orientation {r.orientation}, conf {r.confidence:.2f}, "
+                   f"found {int(r.node_found.sum())}, mean err {np.nanmean(err):.3f} mm {r.reason}")
+    return rows
+
+
+def photo_speed():
+    """Time one 4032 x 3024 synthetic photo (type 0005) on one CPU thread."""
+    from ecgdigit.synth.sample import make_sample
+
+    cv2.setNumThreads(1)
+    smp = make_sample(424242, 0, "0005")
+    img = smp.image
+    if img.shape[1] < img.shape[0]:
+        img = np.ascontiguousarray(np.rot90(img))
+    img = cv2.resize(img, (4032, 3024)) if img.shape[:2] != (3024, 4032) else img
+    rectify_to_canonical(img)  # warm-up (imports, template)
+    t0 = time.perf_counter()
+    r = rectify_to_canonical(img)
+    sec = time.perf_counter() - t0
+    print(f"\n4032 x 3024 photo, 1 thread: {sec:.2f} s (confidence {r.confidence:.2f} {r.reason}) stages: " +
+          " ".join(f"{k}={v:.2f}" for k, v in r.timings.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--types", default=",".join(ALL_TYPES))
+    ap.add_argument("--records", type=int, default=10, help="records per type")
+    ap.add_argument("--seed", type=int, default=9100, help="synthetic run seed (not one used in tests)")
+    ap.add_argument("--all-orientations", action="store_true",
+                    help="also turn upright samples into a random one of the 8 orientation codes")
+    ap.add_argument("--external", default=None, help="folder of ecg-image-kit renders (its README geometry)")
+    ap.add_argument("--photo-speed", action="store_true")
+    args = ap.parse_args()
+    if args.records > 0:
+        rows = run_synthetic(args.types.split(","), args.records, args.seed, args.all_orientations)
+        print_table(rows, f"synthetic, seed {args.seed}, {args.records} records per type"
+                          + (", random extra orientation" if args.all_orientations else ""))
+    if args.external:
+        print_table(run_external(args.external), f"external renders in {args.external} (0105/0106: orientation only)")
+    if args.photo_speed:
+        photo_speed()
+
+
+if __name__ == "__main__":
+    main()

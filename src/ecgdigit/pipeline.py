@@ -1,0 +1,179 @@
+"""The Digitizer: one image -> one 12-lead record, keeping the intermediates for reports.
+
+    rectify (stage 0 + 1, one remap to the canonical frame)
+      -> band maps (stage 2: a trained model, or the classical extractor without weights)
+      -> extract + post-process (mV, per-lead lengths)
+
+Built from a weights folder (`Digitizer.from_weights(DIR)`) or from the no-weights defaults
+(`Digitizer()`), which need nothing but this package.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Union
+
+import numpy as np
+
+from ecgdigit.errors import EcgdigitError, InputError
+from ecgdigit.image_io import load_image
+from ecgdigit.layout import (CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_WIDTH, LEADS, STANDARD_3X4,
+                             seconds_to_canonical_x)
+from ecgdigit.rectify import Rectification, rectify_to_canonical
+from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
+
+STAGE2_WEIGHTS_NAME = "stage2.pt"  # a weights folder holds stage2.pt (+ its config JSON beside it)
+
+
+@dataclass
+class DigitizeResult:
+    """A record and what led to it."""
+
+    record: Dict[str, np.ndarray]  # lead -> mV, each of the requested length
+    fs: float
+    rectification: Rectification
+    band_maps: np.ndarray  # (4, H, W) float32 probabilities in the canonical frame
+    lead_confidence: Dict[str, float]  # mean per-column trace confidence over each lead's window
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds per stage
+    tracer: str = "classical"
+
+    @property
+    def canonical(self) -> np.ndarray:
+        return self.rectification.canonical
+
+    def consistency_db(self) -> Dict[str, float]:
+        """Ground-truth-free quality: how well Einthoven (II = I + III) and Goldberger
+        (aVR + aVL + aVF = 0) hold, as signal/residual power in dB over the windows both exist."""
+        return lead_consistency_db(self.record, self.fs)
+
+
+class Digitizer:
+    """Turn ECG images into 12-lead records.
+
+    tracer "classical" (default, no weights) or "model" (a stage-2 checkpoint, `weights`).
+    """
+
+    def __init__(self, weights: Optional[Union[str, Path]] = None, device: str = "cpu",
+                 rectify_method: str = "classical", extract_options: Optional[ExtractOptions] = None):
+        self.rectify_method = rectify_method
+        self.extract_options = extract_options or ExtractOptions()
+        self.device = device
+        self.model = None
+        self.tracer = "classical"
+        if weights is not None:
+            self.model = _load_stage2(weights, device)
+            self.tracer = "model"
+
+    @classmethod
+    def from_weights(cls, weights_dir: Optional[Union[str, Path]], **kwargs) -> "Digitizer":
+        return cls(weights=weights_dir, **kwargs)
+
+    def band_maps(self, canonical: np.ndarray) -> np.ndarray:
+        """(4, H, W) float32 trace probabilities for a canonical-frame RGB image."""
+        if self.model is not None:
+            from ecgdigit.trace.model import predict_band_maps
+
+            return predict_band_maps(self.model, canonical, device=self.device)
+        from ecgdigit.trace.classical import classical_band_maps
+
+        return classical_band_maps(canonical)
+
+    def __call__(self, image: Union[str, Path, np.ndarray], fs: float = 500.0,
+                 lead_lengths: Optional[Mapping[str, int]] = None) -> DigitizeResult:
+        timings: Dict[str, float] = {}
+        t0 = time.perf_counter()
+        if isinstance(image, (str, Path)):
+            image = load_image(image).image
+        timings["load"] = time.perf_counter() - t0
+        if lead_lengths is None:
+            lead_lengths = default_lead_lengths(fs)
+        t = time.perf_counter()
+        rect = rectify_to_canonical(image, method=self.rectify_method)
+        timings["rectify"] = time.perf_counter() - t
+        if rect.rejected:
+            raise EcgdigitError(f"no ECG grid found ({rect.reason or 'rectifier rejected the image'})")
+        t = time.perf_counter()
+        maps = self.band_maps(rect.canonical)
+        timings["trace"] = time.perf_counter() - t
+        t = time.perf_counter()
+        record = extract_record(maps, lead_lengths, fs, self.extract_options)
+        timings["extract"] = time.perf_counter() - t
+        return DigitizeResult(record=record, fs=float(fs), rectification=rect, band_maps=maps,
+                              lead_confidence=lead_confidence(maps), timings=timings, tracer=self.tracer)
+
+
+def _load_stage2(weights: Union[str, Path], device: str):
+    path = Path(weights)
+    if path.is_dir():
+        path = path / STAGE2_WEIGHTS_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: stage-2 weights not found (a weights folder holds {STAGE2_WEIGHTS_NAME})")
+    from ecgdigit.nets import load_model
+
+    return load_model(path, map_location=device)
+
+
+def lead_confidence(maps: np.ndarray) -> Dict[str, float]:
+    """Mean over each lead's time window of the per-column peak probability of its band."""
+    h, w = maps.shape[1:]
+    sx = w / CANONICAL_WIDTH
+    peak = maps.max(axis=1)  # (4, W)
+    out: Dict[str, List[float]] = {}
+    for p in STANDARD_3X4.placements:
+        a, b = (int(round(seconds_to_canonical_x(t) * sx)) for t in (p.t_start, p.t_end))
+        out.setdefault(p.lead, []).append(float(np.mean(peak[p.row, max(a, 0):min(b, w)])) if b > a else 0.0)
+    return {lead: float(np.mean(v)) for lead, v in out.items()}
+
+
+def lead_consistency_db(record: Mapping[str, np.ndarray], fs: float) -> Dict[str, float]:
+    """Einthoven and Goldberger residuals of a digitised record, in dB (higher is better)."""
+    def window(lead):
+        x = np.asarray(record[lead], dtype=np.float64)
+        return x - np.mean(x)
+
+    out = {}
+    n = min(len(record["I"]), len(record["III"]))
+    ii = np.asarray(record["II"], dtype=np.float64)[:n]  # lead II is the whole 10 s; I, III start at 0
+    e = (window("I")[:n] + window("III")[:n]) - (ii - ii.mean())
+    out["einthoven_db"] = _ratio_db(np.sum((ii - ii.mean()) ** 2), np.sum(e ** 2))
+    m = min(len(record[k]) for k in ("aVR", "aVL", "aVF"))
+    g = window("aVR")[:m] + window("aVL")[:m] + window("aVF")[:m]
+    sig = sum(np.sum(window(k)[:m] ** 2) for k in ("aVR", "aVL", "aVF")) / 3
+    out["goldberger_db"] = _ratio_db(sig, np.sum(g ** 2))
+    return out
+
+
+def _ratio_db(signal: float, noise: float) -> float:
+    if noise <= 0:
+        return float("inf")
+    if signal <= 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+def fallback_record(lead_lengths: Mapping[str, int]) -> Dict[str, np.ndarray]:
+    """What an image that could not be digitised submits: flat zero traces (0 dB at worst)."""
+    return {lead: np.zeros(int(n)) for lead, n in lead_lengths.items()}
+
+
+def write_report_json(result: DigitizeResult, path: Union[str, Path], extra: Optional[dict] = None) -> None:
+    rect = result.rectification
+    report = {
+        "fs": result.fs, "tracer": result.tracer, "orientation": rect.orientation,
+        "rectify_confidence": rect.confidence, "rectify_reason": rect.reason,
+        "grid_nodes_found": int(rect.node_found.sum()),
+        "lead_confidence": result.lead_confidence, "consistency": result.consistency_db(),
+        "timings_s": result.timings,
+    }
+    nodes = rect.nodes
+    if np.isfinite(nodes).all():
+        d = np.linalg.norm(np.diff(nodes, axis=1), axis=-1)
+        report["grid_pitch_px"] = float(np.median(d))
+    report.update(extra or {})
+    Path(path).write_text(json.dumps(report, indent=2, default=float))
+
+
+__all__ = ["Digitizer", "DigitizeResult", "fallback_record", "lead_confidence", "lead_consistency_db",
+           "write_report_json", "LEADS", "CANONICAL_HEIGHT", "CANONICAL_BASELINES_Y"]

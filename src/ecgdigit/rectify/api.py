@@ -1,0 +1,170 @@
+"""The rectifier interface shared by the classical and (later) learned implementations.
+
+A method finds the page's large-grid nodes in the input image: for every node (j, i) of the
+letter grid (plus a margin ring of `NODE_MARGIN` nodes around it, so that the canonical frame's
+edges interpolate rather than extrapolate) its image position in ORIGINAL pixels. Everything
+after that is shared here: the dense canonical->image map is interpolated from that node field
+(bicubic in node index, evaluated on a coarse mesh, upsampled with cv2.resize) and the canonical
+image is made by ONE cv2.remap of the original full-resolution image.
+
+Bad input policy: arrays that are not images at all (wrong dimensions, no pixels, non-numeric)
+raise `ecgdigit.errors.InputError`. Images that are images but not usable ECG pages (too small,
+blank, no grid, no traces) do NOT raise: they come back with `confidence == 0.0` and a readable
+`reason`, and a fallback map that stretches the whole image onto the page, so a batch run can
+list them and go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from ecgdigit import layout
+from ecgdigit.errors import InputError
+
+N_ROWS = layout.LETTER.grid_horizontal_lines  # 44 horizontal lines j
+N_COLS = layout.LETTER.grid_vertical_lines  # 57 vertical lines i
+NODE_MARGIN = 2  # extra node rings carried around the page grid for interpolation at the frame edges
+DENSE_MAP_STEP = 4  # coarse mesh step (canonical px) before cv2.resize up to the full frame
+
+
+@dataclass
+class Rectification:
+    canonical: np.ndarray  # uint8 (1700, 4400, 3) RGB, one cv2.remap of the original image
+    map_x: np.ndarray  # float32 (1700, 4400): image x of each canonical pixel
+    map_y: np.ndarray  # float32 (1700, 4400): image y of each canonical pixel
+    orientation: int  # layout orientation code of the input (0 = upright)
+    nodes: np.ndarray  # (44, 57, 2) float64 image px (x, y) of large-grid node (j, i)
+    node_found: np.ndarray  # (44, 57) bool: detected (True) or modelled (False)
+    confidence: float  # 0..1; 0 means rejected, see `reason`
+    reason: str = ""  # why the confidence is low / the image was rejected ("" when fine)
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds per stage
+    method: str = "classical"
+
+    @property
+    def rejected(self) -> bool:
+        return self.confidence <= 0.0
+
+
+def as_rgb_uint8(image) -> np.ndarray:
+    """Any reasonable image array -> contiguous uint8 RGB (H, W, 3).
+
+    Accepts grayscale (H, W) or (H, W, 1), RGB, RGBA (alpha dropped), uint8, uint16 (16-bit
+    scans), bool and float images (floats in 0..1 are scaled by 255, larger ranges are clipped).
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"rectify: expected a numpy image array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputError(f"rectify: image of shape {image.shape} is neither grayscale nor RGB(A)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"rectify: image of shape {image.shape} has no pixels")
+    if image.dtype == np.uint8:
+        out = image
+    elif image.dtype == np.bool_:
+        out = image.astype(np.uint8) * 255
+    elif image.dtype == np.uint16:
+        out = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.integer):
+        out = np.clip(image, 0, 255).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        img = np.nan_to_num(image.astype(np.float32))
+        if img.max(initial=0.0) <= 1.0:
+            img = img * 255.0
+        out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise InputError(f"rectify: image dtype {image.dtype} is not a pixel type")
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    elif out.shape[2] == 4:
+        out = out[:, :, :3]
+    return np.ascontiguousarray(out)
+
+
+def canonical_mesh(step: int = DENSE_MAP_STEP) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int]]:
+    """Canonical (x, y) of a coarse mesh whose cv2.resize by `step` lands on the full frame.
+
+    cv2.resize (INTER_LINEAR) samples source pixel (X + 0.5) / step - 0.5 for destination X, so
+    coarse pixel c stands for canonical x = (c + 0.5) * step - 0.5.
+    """
+    w = layout.CANONICAL_WIDTH // step
+    h = layout.CANONICAL_HEIGHT // step
+    xs = (np.arange(w) + 0.5) * (layout.CANONICAL_WIDTH / w) - 0.5
+    ys = (np.arange(h) + 0.5) * (layout.CANONICAL_HEIGHT / h) - 0.5
+    cx, cy = np.meshgrid(xs, ys)
+    return cx, cy, (w, h)
+
+
+def dense_map_from_nodes(node_field: np.ndarray, margin: int = NODE_MARGIN,
+                         step: int = DENSE_MAP_STEP) -> Tuple[np.ndarray, np.ndarray]:
+    """Node field (44 + 2m, 57 + 2m, 2) image px of nodes j = -m.., i = -m.. -> full dense map.
+
+    The map is bicubic in node index (a node's neighbourhood is about flat, so this follows
+    perspective and curl closely), evaluated on a coarse mesh and upsampled by cv2.resize.
+    """
+    cx, cy, (w, h) = canonical_mesh(step)
+    x_mm, y_mm = layout.canonical_to_mm(cx, cy)
+    fi = x_mm / layout.LARGE_GRID_MM + margin
+    fj = y_mm / layout.LARGE_GRID_MM + margin
+    coords = np.stack([fj.ravel(), fi.ravel()])
+    out = []
+    for c in range(2):
+        v = ndimage.map_coordinates(node_field[:, :, c].astype(np.float64), coords, order=3, mode="nearest")
+        out.append(cv2.resize(v.reshape(h, w).astype(np.float32), (layout.CANONICAL_WIDTH, layout.CANONICAL_HEIGHT),
+                              interpolation=cv2.INTER_LINEAR))
+    return out[0], out[1]
+
+
+def remap_to_canonical(image_rgb: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
+                       interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """THE one resampling of the original image (white outside it, like paper)."""
+    return cv2.remap(image_rgb, map_x, map_y, interpolation, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=(255, 255, 255))
+
+
+def fallback_node_field(shape: Tuple[int, int], margin: int = NODE_MARGIN) -> np.ndarray:
+    """Node field that assumes the image is exactly an upright letter page (used on rejection)."""
+    h, w = shape
+    jj, ii = np.meshgrid(np.arange(-margin, N_ROWS + margin), np.arange(-margin, N_COLS + margin), indexing="ij")
+    x_mm, y_mm = layout.grid_node_mm(jj, ii)
+    x = (x_mm / layout.LETTER.width_mm) * w - 0.5
+    y = (y_mm / layout.LETTER.height_mm) * h - 0.5
+    return np.stack([x, y], axis=-1)
+
+
+def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np.ndarray, orientation: int,
+                        confidence: float, reason: str, timings: Dict[str, float], method: str,
+                        interpolation: int = cv2.INTER_LINEAR) -> Rectification:
+    import time
+
+    t0 = time.perf_counter()
+    map_x, map_y = dense_map_from_nodes(node_field)
+    timings["dense_map"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    canonical = remap_to_canonical(image_rgb, map_x, map_y, interpolation)
+    timings["remap"] = time.perf_counter() - t0
+    m = NODE_MARGIN
+    nodes = node_field[m:m + N_ROWS, m:m + N_COLS].astype(np.float64).copy()
+    return Rectification(canonical=canonical, map_x=map_x, map_y=map_y, orientation=int(orientation),
+                         nodes=nodes, node_found=found.astype(bool), confidence=float(np.clip(confidence, 0.0, 1.0)),
+                         reason=reason, timings=timings, method=method)
+
+
+def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", **options) -> Rectification:
+    """Rectify `image` (RGB or grayscale array, any size/orientation) to the canonical frame.
+
+    method "classical": no weights, see `ecgdigit.rectify.classical`. Options are passed on to
+    the method (classical: `interpolation` (cv2 flag), `work_px_per_mm`).
+    Raises InputError for arrays that are not images; unusable pages give confidence 0 + reason.
+    """
+    if method == "classical":
+        from ecgdigit.rectify.classical import rectify_classical
+
+        return rectify_classical(image, **options)
+    if method == "learned":
+        raise InputError("rectify: the learned rectifier is not available yet; use method='classical'")
+    raise InputError(f"rectify: unknown method {method!r} (expected 'classical' or 'learned')")

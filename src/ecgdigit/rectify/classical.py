@@ -1,0 +1,722 @@
+"""Classical rectifier (no weights): grid lattice -> refined nodes -> orientation + anchor -> map.
+
+Steps
+1. Features on a downscaled copy: darkness (1 - gray / paper level) and chroma (max - min
+   channel / paper level). Coloured grids are found in the chroma image (traces are grey, so
+   they vanish there); black-and-white pages use clipped darkness.
+2. Global lattice: the angular energy of the 2-D spectrum gives the two line-family normals;
+   a projection profile across each family near the image centre gives the large-grid pitch
+   (autocorrelation) and phase (folded profile). This is an affine lattice in RELATIVE node
+   indices (k along the family closest to image x, m along image y; (0, 0) near the centre).
+3. Refinement, growing outwards from the centre: the grid feature is resampled into lattice
+   space (16 samples per large box, cells centred on nodes); in every cell the median profile
+   across each line family gives the line offset with a parabolic sub-sample peak; measured
+   nodes are fitted by a RANSAC homography plus a smooth residual field (biharmonic-regularised
+   least squares on the node grid, which fills hidden nodes and extrapolates smoothly).
+4. Orientation and absolute indices: the "ink" (dark, non-grid pixels) is resampled to lattice
+   space (1 sample per mm); for each of the 8 orientation codes it is turned upright and
+   correlated, over whole-box shifts, with a layout template (trace bands on the four
+   baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
+   of their label nodes), plus a term for how many detected nodes fall inside the page's
+   57 x 44 grid. The best (code, shift) fixes the orientation and the absolute (j, i) indices.
+5. The node field (with a margin ring) goes to `api.build_rectification` for the dense map and
+   the one remap from the original image.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+from scipy import ndimage, signal, sparse
+from scipy.sparse import linalg as splinalg
+
+from ecgdigit import layout
+from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
+                                  fallback_node_field)
+
+PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
+WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
+SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
+INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
+_DEBUG = False
+PULSE_MIN = 0.1  # top-stroke ink that counts as a calibration pulse
+PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
+LABEL_WEIGHT = 1.0
+MIN_IMAGE_SIDE = 200
+MIN_FOUND_NODES = 60
+MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
+PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
+MAX_WINDOW_BOXES = 75
+CLIP_PCT = {True: 99.5, False: 98.0}  # grid-feature clip: colour grid / darkness (limits traces)
+
+
+@dataclass
+class Lattice:
+    """Affine lattice: image(k, m) = origin + k * a + m * b (pixels of the image it was found in)."""
+
+    origin: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    strength: float
+
+    def scaled(self, s: float) -> "Lattice":
+        # pixel centres: x' = (x + 0.5) * s - 0.5
+        return Lattice((self.origin + 0.5) * s - 0.5, self.a * s, self.b * s, self.strength)
+
+    def __call__(self, k, m):
+        k = np.asarray(k, dtype=np.float64)[..., None]
+        m = np.asarray(m, dtype=np.float64)[..., None]
+        return self.origin + k * self.a + m * self.b
+
+    def inverse(self, xy):
+        mat = np.stack([self.a, self.b], axis=1)
+        return np.linalg.solve(mat, (np.asarray(xy, dtype=np.float64) - self.origin).T).T
+
+
+# -------------------------------------------------------------------------------------------------
+# Features
+# -------------------------------------------------------------------------------------------------
+def _features(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(darkness, chroma), float32 in 0..1, relative to the local paper level."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    h, w = gray.shape
+    k = max(5, int(round(max(h, w) / 150)) | 1)
+    # the paper level varies slowly: estimate it on a quarter-size copy (fast), then upsample
+    q = 4 if min(h, w) >= 400 else 1
+    small = cv2.resize(gray, (max(1, w // q), max(1, h // q)), interpolation=cv2.INTER_AREA) if q > 1 else gray
+    ks = max(3, (k // q) | 1)
+    paper = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (ks, ks)))
+    paper = cv2.GaussianBlur(paper, (0, 0), max(1.0, k / q))
+    if q > 1:
+        paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = np.maximum(paper, 8.0)
+    dark = np.clip(1.0 - gray / paper, 0.0, 1.0)
+    rgbf = rgb.astype(np.float32)
+    mx = rgbf.max(axis=2)
+    sat = (mx - rgbf.min(axis=2)) / np.maximum(mx, 8.0)
+    # coloured grid ink: dark AND saturated (grey/black traces have no saturation)
+    chroma = dark * np.clip(sat / 0.25, 0.0, 1.0)
+    return dark, chroma
+
+
+def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """The paper (or screen) in a photo: the largest bright region, holes filled, edge trimmed.
+
+    None when it covers nearly everything (scans) or too little to be a page."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    k = max(3, int(max(gray.shape) / 100) | 1)
+    blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return None
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = ndimage.binary_fill_holes(lab == big)
+    frac = mask.mean()
+    if frac > 0.93 or frac < 0.12:
+        return None
+    return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
+
+
+def _clip_at_percentile(f: np.ndarray, pct: float, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    if mask is not None:
+        f = np.where(mask, f, 0.0).astype(np.float32)
+        vals = f[mask][::3]
+        q = float(np.percentile(vals, pct)) if vals.size else 0.0
+        if q <= 1e-3:
+            return f * 0.0
+        return np.minimum(f, q) / q
+    q = float(np.percentile(f[::3, ::3], pct))
+    if q <= 1e-3:
+        return f * 0.0
+    return np.minimum(f, q) / q
+
+
+# -------------------------------------------------------------------------------------------------
+# Global lattice estimate
+# -------------------------------------------------------------------------------------------------
+def _angle_spectrum(f: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    h, w = f.shape
+    hp = f - cv2.GaussianBlur(f, (0, 0), 6)
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(hp * win))).astype(np.float32)
+    thetas = np.deg2rad(np.arange(0.0, 180.0, 0.25))
+    freqs = np.linspace(1.0 / 40.0, 1.0 / 2.2, 160)
+    kx = freqs[None, :] * np.cos(thetas)[:, None] * w + w // 2
+    ky = freqs[None, :] * np.sin(thetas)[:, None] * h + h // 2
+    vals = ndimage.map_coordinates(spec, [ky.ravel(), kx.ravel()], order=1).reshape(kx.shape)
+    prof = vals.mean(axis=1)
+    prof = ndimage.gaussian_filter1d(prof, 1.5, mode="wrap")
+    return thetas, prof
+
+
+def _circular_peak(prof: np.ndarray, idx: int) -> float:
+    n = len(prof)
+    y0, y1, y2 = prof[(idx - 1) % n], prof[idx], prof[(idx + 1) % n]
+    den = y0 - 2 * y1 + y2
+    return idx + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
+
+
+def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Optional[Tuple[float, float, float]]:
+    """Pitch, phase (relative to the image centre along the normal) and strength of one line family."""
+    h, w = f.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx -= (w - 1) / 2.0
+    yy -= (h - 1) / 2.0
+    c, s = np.cos(theta), np.sin(theta)
+    t = xx * c + yy * s  # across the lines
+    u = -xx * s + yy * c  # along the lines
+    L = max(h, w)
+    sel = (np.abs(u) < 0.3 * L) & (np.abs(t) < 0.4 * L)
+    if sel.sum() < 1000:
+        return None
+    tv, fv = t[sel], f[sel]
+    binw = 0.25
+    idx = np.floor((tv - tv.min()) / binw).astype(np.int64)
+    cnt = np.bincount(idx)
+    prof = np.bincount(idx, weights=fv) / np.maximum(cnt, 1)
+    prof = prof[cnt > 0] if (cnt > 0).all() else np.interp(np.arange(len(cnt)), np.nonzero(cnt)[0], prof[cnt > 0])
+    prof = prof - ndimage.uniform_filter1d(prof, int(4 * pitch_range[1] / binw) | 1)
+    n = len(prof)
+    lo_f = max(2, int(2.2 / binw))  # smallest period worth looking at (small grid at low resolution)
+    lo, hi = int(pitch_range[0] / binw), min(int(pitch_range[1] / binw), n // 3)
+    if hi <= lo + 2:
+        return None
+    fr = np.fft.rfft(prof, 2 * n)
+    ac = np.fft.irfft(np.abs(fr) ** 2)[:n]
+    ac = ac / max(ac[0], 1e-12)
+    # large-grid pitch: the strongest autocorrelation peak in the plausible range, unless half of it
+    # is about as strong (then the strongest was a multiple)
+    locmax = [q for q in range(max(lo, 1), min(hi, len(ac) - 2) + 1) if ac[q] > ac[q - 1] and ac[q] >= ac[q + 1]]
+    if not locmax:
+        return None
+    best = max(locmax, key=lambda q: ac[q])
+    while best // 2 >= lo:
+        half = best // 2
+        j = half - 1 + int(np.argmax(ac[half - 1:half + 2]))
+        if ac[j] >= 0.8 * ac[best]:
+            best = j
+        else:
+            break
+    # a resolved 1 mm small grid of about equal lines can make a 2-4 mm multiple the strongest:
+    # five times the fundamental wins when it is about as strong
+    peaks = [q for q in range(lo_f, lo) if ac[q] > ac[q - 1] and ac[q] >= ac[q + 1] and ac[q] > 0.2]
+    if peaks:
+        fund = max(peaks, key=lambda q: ac[q])
+        y0, y1, y2 = ac[fund - 1], ac[fund], ac[fund + 1]
+        den = y0 - 2 * y1 + y2
+        fund_f = fund + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
+        cand = int(round(5 * fund_f))
+        half = max(2, int(0.3 * fund_f))
+        if lo <= cand <= hi and cand + half + 1 < len(ac):
+            j = cand - half + int(np.argmax(ac[cand - half:cand + half + 1]))
+            if abs(j - best) > 0.1 * best and ac[j] >= 0.7 * ac[best]:
+                best = j
+    strength = float(ac[best])
+    y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
+    den = y0 - 2 * y1 + y2
+    pitch = (best + (0.5 * (y0 - y2) / den if den < 0 else 0.0)) * binw
+    # phase: fold the central pixels modulo the pitch
+    nb = 64
+    ph = np.floor((np.mod(tv, pitch) / pitch) * nb).astype(np.int64) % nb
+    fold = np.bincount(ph, weights=fv, minlength=nb) / np.maximum(np.bincount(ph, minlength=nb), 1)
+    fold = ndimage.gaussian_filter1d(fold, 1.0, mode="wrap")
+    pk = _circular_peak(fold, int(np.argmax(fold)))
+    phase = (pk + 0.5) / nb * pitch
+    if phase > pitch / 2:
+        phase -= pitch
+    return pitch, phase, strength
+
+
+def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
+    """Best lattice over the whole image and 3 x 3 overlapping tiles (photos show background
+    with its own texture; a tile inside the page sees the grid alone)."""
+    h, w = f.shape
+    L = max(h, w)
+    best = _estimate_lattice_in(f, L)
+    th, tw = int(0.45 * h), int(0.45 * w)
+    for cy in (0.27, 0.5, 0.73):
+        for cx in (0.27, 0.5, 0.73):
+            y0, x0 = int(cy * h - th / 2), int(cx * w - tw / 2)
+            lat = _estimate_lattice_in(f[y0:y0 + th, x0:x0 + tw], L)
+            if lat is not None and (best is None or lat.strength > best.strength):
+                best = Lattice(lat.origin + np.array([x0, y0]), lat.a, lat.b, lat.strength)
+    return best
+
+
+def _estimate_lattice_in(f: np.ndarray, L: int) -> Optional[Lattice]:
+    h, w = f.shape
+    box_lo = PAGE_FRACTION_RANGE[0] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
+    box_hi = PAGE_FRACTION_RANGE[1] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
+    thetas, prof = _angle_spectrum(f)
+    i1 = int(np.argmax(prof))
+    d = np.abs(((np.rad2deg(thetas) - np.rad2deg(thetas[i1])) + 90.0) % 180.0 - 90.0)
+    mask = (d > 60.0)
+    if not mask.any():
+        return None
+    i2 = int(np.argmax(np.where(mask, prof, -np.inf)))
+    th = []
+    for i in (i1, i2):
+        th.append(np.deg2rad(_circular_peak(prof, i) * 0.25))
+    fams = []
+    for theta in th:
+        r = _family(f, theta, (box_lo, box_hi))
+        if r is None:
+            return None
+        fams.append((theta, *r))
+    # vertical lines: normal closest to image x; orient normals to +x / +y
+    fams.sort(key=lambda q: -abs(np.cos(q[0])))
+    (tv, pv, phv, sv), (thh, ph_, phh, sh) = fams
+    nv = np.array([np.cos(tv), np.sin(tv)])
+    nh = np.array([np.cos(thh), np.sin(thh)])
+    if nv[0] < 0:
+        nv, phv = -nv, -phv
+    if nh[1] < 0:
+        nh, phh = -nh, -phh
+    mat = np.stack([nv, nh])
+    inv = np.linalg.inv(mat)
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    origin = centre + inv @ np.array([phv, phh])
+    a = inv @ np.array([pv, 0.0])
+    b = inv @ np.array([0.0, ph_])
+    # spectral contrast: how periodic the feature is
+    return Lattice(origin, a, b, strength=float(min(sv, sh)))
+
+
+# -------------------------------------------------------------------------------------------------
+# Refinement
+# -------------------------------------------------------------------------------------------------
+def _upsample_field(field: np.ndarray, S: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Bilinear node field at sub-positions k + (b + 0.5) / S - 0.5: exactly cv2.resize's sampling."""
+    nm, nk = field.shape[:2]
+    f32 = field.astype(np.float32)
+    mx = cv2.resize(np.ascontiguousarray(f32[:, :, 0]), (nk * S, nm * S), interpolation=cv2.INTER_LINEAR)
+    my = cv2.resize(np.ascontiguousarray(f32[:, :, 1]), (nk * S, nm * S), interpolation=cv2.INTER_LINEAR)
+    return mx, my
+
+
+def _bilinear_field(field: np.ndarray, gm: np.ndarray, gk: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    coords = [gm.ravel(), gk.ravel()]
+    x = ndimage.map_coordinates(field[:, :, 0], coords, order=1, mode="nearest").reshape(gm.shape)
+    y = ndimage.map_coordinates(field[:, :, 1], coords, order=1, mode="nearest").reshape(gm.shape)
+    return x, y
+
+
+def _peak_offsets(prof: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """prof (..., S): sub-sample peak offset in cell units (-0.5..0.5), contrast, ok flag."""
+    S = prof.shape[-1]
+    idx = np.argmax(prof, axis=-1)
+    ok = (idx > 0) & (idx < S - 1)
+    ic = np.clip(idx, 1, S - 2)
+    y0 = np.take_along_axis(prof, (ic - 1)[..., None], -1)[..., 0]
+    y1 = np.take_along_axis(prof, ic[..., None], -1)[..., 0]
+    y2 = np.take_along_axis(prof, (ic + 1)[..., None], -1)[..., 0]
+    den = y0 - 2 * y1 + y2
+    delta = np.where(den < -1e-9, 0.5 * (y0 - y2) / np.where(den < -1e-9, den, -1.0), 0.0)
+    delta = np.clip(delta, -0.5, 0.5)
+    off = (idx + delta + 0.5) / S - 0.5
+    med = np.median(prof, axis=-1)
+    contrast = prof.max(axis=-1) - med
+    spread = 1.4826 * np.median(np.abs(prof - med[..., None]), axis=-1)
+    prominence = contrast / (spread + 0.02 * contrast + 1e-6)
+    return off, contrast, ok, prominence
+
+
+def _measure(f: np.ndarray, field: np.ndarray, S: int = SAMPLES_PER_BOX):
+    """Measure every node of `field` (nm, nk, 2): measured image xy, contrast, ok."""
+    nm, nk = field.shape[:2]
+    mx, my = _upsample_field(field, S)
+    raster = cv2.remap(f, mx, my, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    cells = raster.reshape(nm, S, nk, S)  # [m, v, k, u]
+    prof_v = np.median(cells, axis=3).transpose(0, 2, 1)  # profile over v (across horizontal lines)
+    prof_u = np.median(cells, axis=1)  # (nm, nk, S): profile over u (across vertical lines)
+    dv, cv_, okv, pv = _peak_offsets(prof_v)
+    du, cu, oku, pu = _peak_offsets(prof_u)
+    KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64), np.arange(nm, dtype=np.float64))
+    px, py = _bilinear_field(field, MM + dv, KK + du)
+    h, w = f.shape
+    box = np.median(np.hypot(*np.diff(field, axis=1).reshape(-1, 2).T))
+    inside = (field[:, :, 0] > box / 2) & (field[:, :, 0] < w - 1 - box / 2) & \
+             (field[:, :, 1] > box / 2) & (field[:, :, 1] < h - 1 - box / 2)
+    return np.stack([px, py], axis=-1), np.minimum(cu, cv_), okv & oku & inside, np.minimum(pu, pv)
+
+
+def _biharmonic_operator(nm: int, nk: int) -> sparse.csr_matrix:
+    """Second differences along k, along m, and mixed, on an (nm, nk) node grid."""
+    idx = np.arange(nm * nk).reshape(nm, nk)
+    rows, cols, vals = [], [], []
+    r = 0
+
+    def add(terms):
+        nonlocal r
+        for c, v in terms:
+            rows.append(np.full(c.size, 0) + r + np.arange(c.size))
+            cols.append(c.ravel())
+            vals.append(np.full(c.size, v))
+        r += terms[0][0].size
+
+    add([(idx[:, :-2], 1.0), (idx[:, 1:-1], -2.0), (idx[:, 2:], 1.0)])
+    add([(idx[:-2, :], 1.0), (idx[1:-1, :], -2.0), (idx[2:, :], 1.0)])
+    s2 = np.sqrt(2.0)
+    add([(idx[:-1, :-1], s2), (idx[:-1, 1:], -s2), (idx[1:, :-1], -s2), (idx[1:, 1:], s2)])
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(r, nm * nk))
+
+
+def _smooth_field(data: np.ndarray, weight: np.ndarray, lam: float, op: sparse.csr_matrix) -> np.ndarray:
+    """argmin_r sum w (r - d)^2 + lam |op r|^2, per coordinate; data (nm, nk, 2)."""
+    nm, nk = weight.shape
+    W = sparse.diags(weight.ravel().astype(np.float64))
+    A = (W + lam * (op.T @ op)).tocsc()
+    lu = splinalg.splu(A, permc_spec="MMD_AT_PLUS_A")  # symmetric: this ordering factors fastest
+    out = np.empty((nm, nk, 2))
+    for c in range(2):
+        out[:, :, c] = lu.solve(weight.ravel() * data[:, :, c].ravel()).reshape(nm, nk)
+    return out
+
+
+def _apply_h(H: np.ndarray, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+    pts = np.stack([k, m, np.ones_like(k)], axis=-1) @ H.T
+    return pts[..., :2] / pts[..., 2:3]
+
+
+@dataclass
+class GridModel:
+    H: np.ndarray  # 3x3: relative (k, m) -> work image px
+    resid: np.ndarray  # (nm, nk, 2) smooth residual on the relative window
+    k0: int  # relative k of window column 0
+    m0: int
+    found: np.ndarray  # (nm, nk) bool
+    box_px: float
+
+    def field(self) -> np.ndarray:
+        nm, nk = self.found.shape
+        KK, MM = np.meshgrid(np.arange(nk) + self.k0, np.arange(nm) + self.m0)
+        return _apply_h(self.H, KK.astype(np.float64), MM.astype(np.float64)) + self.resid
+
+    def at(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Model position at relative (possibly fractional, possibly outside the window) indices."""
+        nm, nk = self.found.shape
+        base = _apply_h(self.H, k, m)
+        ck = np.clip(k - self.k0, 0, nk - 1)
+        cm = np.clip(m - self.m0, 0, nm - 1)
+        coords = [cm.ravel(), ck.ravel()]
+        rx = ndimage.map_coordinates(self.resid[:, :, 0], coords, order=1, mode="nearest").reshape(k.shape)
+        ry = ndimage.map_coordinates(self.resid[:, :, 1], coords, order=1, mode="nearest").reshape(k.shape)
+        return base + np.stack([rx, ry], axis=-1)
+
+
+def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
+            lam: float = 0.5) -> Optional[GridModel]:
+    h, w = f.shape
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+    km = lat.inverse(corners)
+    k0 = int(max(np.floor(km[:, 0].min()) - 1, -MAX_WINDOW_BOXES))
+    k1 = int(min(np.ceil(km[:, 0].max()) + 1, MAX_WINDOW_BOXES))
+    m0 = int(max(np.floor(km[:, 1].min()) - 1, -MAX_WINDOW_BOXES))
+    m1 = int(min(np.ceil(km[:, 1].max()) + 1, MAX_WINDOW_BOXES))
+    nk, nm = k1 - k0 + 1, m1 - m0 + 1
+    KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + k0, np.arange(nm, dtype=np.float64) + m0)
+    field = lat(KK, MM)
+    box = float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
+    op = _biharmonic_operator(nm, nk)
+    kc, mc = lat.inverse(np.asarray(centre_xy, dtype=np.float64)[None])[0] if centre_xy is not None else (0.0, 0.0)
+    dist = np.hypot(KK - kc, MM - mc)  # grow outwards from the page centre
+    radius = 4.0
+    max_dist = dist.max()
+    extra = 0
+    model = None
+    for _ in range(14):
+        meas, contrast, ok, prominence = _measure(f, field)
+        if _DEBUG:
+            print("prominence pct", np.percentile(prominence[ok], [5, 25, 50, 75, 95]).round(1))
+        cand = ok & (dist <= radius)
+        if cand.sum() < 12:
+            if radius >= max_dist:
+                return model
+            radius *= 1.5
+            continue
+        ref = np.percentile(contrast[cand], 75)
+        good = cand & (contrast > 0.3 * ref) & (prominence > MIN_PROMINENCE)
+        if good.sum() < 12:
+            if radius >= max_dist:
+                return model
+            radius *= 1.5
+            continue
+        src = np.stack([KK[good], MM[good]], axis=-1).astype(np.float32)
+        dst = meas[good].astype(np.float32)
+        H, inl = cv2.findHomography(src, dst, cv2.RANSAC, 0.3 * box, maxIters=2000, confidence=0.999)
+        if H is None:
+            return model
+        inl = inl.ravel().astype(bool)
+        use = np.zeros_like(good)
+        use[np.nonzero(good)[0][inl], np.nonzero(good)[1][inl]] = True
+        base = _apply_h(H, KK, MM)
+        for _rej in range(2 if radius >= max_dist else 1):
+            resid = _smooth_field(meas - base, use.astype(np.float64), lam, op)
+            err = np.hypot(*(meas - base - resid).transpose(2, 0, 1))
+            e = err[use]
+            tol = max(0.05 * box, 4.0 * 1.4826 * np.median(e))
+            use = use & (err < tol)
+        resid = _smooth_field(meas - base, use.astype(np.float64), lam, op)
+        field = base + resid
+        model = GridModel(H, resid, k0, m0, use, box)
+        if radius >= max_dist:
+            extra += 1
+            if extra >= 2:
+                break
+        radius *= 1.5
+    return model
+
+
+# -------------------------------------------------------------------------------------------------
+# Orientation and absolute indices
+# -------------------------------------------------------------------------------------------------
+_TEMPLATE_CACHE: Dict[int, np.ndarray] = {}
+
+
+def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
+    """Expected ink of an upright page at S samples per box, cells centred on nodes (44*S, 57*S).
+
+    Trace bands on the four baselines from time 0 to 10 s; calibration-pulse top strokes (1 mV
+    above the baseline, within 7.5 mm before time 0, which covers the renderers we know) and
+    lead labels (text at the label node) with positive weight; the same marks mirrored
+    left-right and/or flipped about their baseline get negative weight, so that only the right
+    orientation collects them.
+    """
+    if S in _TEMPLATE_CACHE:
+        return _TEMPLATE_CACHE[S]
+    mm_per = layout.LARGE_GRID_MM / S
+    ys = (np.arange(N_ROWS * S) + 0.5) * mm_per - layout.LARGE_GRID_MM / 2
+    xs = (np.arange(N_COLS * S) + 0.5) * mm_per - layout.LARGE_GRID_MM / 2
+    X, Y = np.meshgrid(xs, ys)
+    lay = layout.STANDARD_3X4
+    x0 = layout.seconds_to_mm(0.0)
+    x1 = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    xc = 0.5 * (x0 + x1)
+    up_mm = layout.GAIN_MM_PER_MV
+
+    def marks(mirror: bool, flip: bool) -> np.ndarray:
+        xx = 2 * xc - X if mirror else X
+        out = np.zeros_like(X)
+        for y_b in lay.baselines_y_mm:
+            yy = 2 * y_b - Y if flip else Y
+            out += PULSE_WEIGHT * ((np.abs(yy - (y_b - up_mm)) <= 1.0) & (xx >= x0 - 7.5) & (xx <= x0 - 0.5))
+        rows_of = {}
+        for k, (j, i) in enumerate(lay.label_nodes):
+            rows_of.setdefault(j, []).append(i)
+        for r, y_b in enumerate(lay.baselines_y_mm):
+            j = lay.label_nodes[[p.row for p in lay.placements].index(r)][0]
+            _, yl = layout.grid_node_mm(j, 0)
+            yy = 2 * y_b - Y if flip else Y
+            for i in rows_of[j]:
+                xl, _ = layout.grid_node_mm(j, i)
+                out += LABEL_WEIGHT * ((xx >= xl - 1.0) & (xx <= xl + 6.0) & (np.abs(yy - yl) <= 2.5))
+        return out
+
+    t = np.zeros_like(X)
+    for y_b in lay.baselines_y_mm:
+        t += np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2) * ((X >= x0) & (X <= x1))
+    t += marks(False, False)
+    t -= marks(True, False) + marks(False, True) + marks(True, True)
+    _TEMPLATE_CACHE[S] = t
+    return t
+
+
+def _ink_image(dark: np.ndarray, chroma: np.ndarray, grid_from_chroma: bool) -> np.ndarray:
+    if grid_from_chroma:
+        ink = np.clip((dark - 0.25) / 0.35, 0, 1) * (1.0 - np.clip(chroma / 0.35, 0, 1))
+    else:
+        q = float(np.percentile(dark[::3, ::3], 93))
+        ink = np.clip((dark - q - 0.1) / max(1.0 - q - 0.1, 0.1), 0, 1)
+    return ink.astype(np.float32)
+
+
+def _orient_and_anchor(dark: np.ndarray, model: GridModel):
+    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
+    S = INK_SAMPLES_PER_BOX
+    nm, nk = model.found.shape
+    field = model.field()
+    mx, my = _upsample_field(field, S)
+    # blur first: each sample stands for a 1 mm cell
+    sig = max(model.box_px / S / 2.5, 0.5)
+    inkb = cv2.GaussianBlur(dark, (0, 0), sig)
+    obs = cv2.remap(inkb, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    on_grid = ndimage.binary_fill_holes(ndimage.binary_closing(model.found, iterations=2))
+    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
+    if on_grid.sum() < 4:
+        return None
+    # remove the grid: it is the same in every box, so the per-phase median over boxes is the grid
+    cells = obs.reshape(nm, S, nk, S).transpose(0, 2, 1, 3)  # (nm, nk, S, S)
+    grid_cell = np.median(cells[on_grid], axis=0)
+    obs = np.clip(cells - grid_cell[None, None], 0, None).transpose(0, 2, 1, 3).reshape(nm * S, nk * S)
+    obs = np.where(on_grid_px, obs, 0.0)
+    scale = float(np.percentile(obs[on_grid_px], 99.5))
+    if scale < 1e-3:
+        return None
+    obs = np.minimum(obs / scale, 1.0)
+    level = np.median(obs[on_grid_px])
+    obs0 = np.where(on_grid_px, obs - level, 0.0)
+    tmpl = _layout_template(S)
+    t0 = tmpl - tmpl.mean()
+    norm = np.linalg.norm(t0) * max(np.linalg.norm(obs0), 1e-9)
+    page = np.ones((N_ROWS, N_COLS))
+    n_found = max(model.found.sum(), 1)
+    results = []
+    for code in range(layout.N_ORIENTATIONS):
+        o = layout.undo_orientation(obs0, code)
+        fnd = layout.undo_orientation(model.found.astype(np.float64), code)
+        corr = signal.correlate(o, t0, mode="full", method="fft") / norm
+        inside = signal.correlate(fnd, page, mode="full", method="fft") / n_found
+        # shift (dj, di): upright array box (a, b) <-> template node (a - dj, b - di)
+        th, tw = t0.shape
+        hb, wb = fnd.shape
+        djs = np.arange(-(N_ROWS - 1), hb)
+        dis = np.arange(-(N_COLS - 1), wb)
+        c_sub = corr[(S * djs + th - 1)[:, None], (S * dis + tw - 1)[None, :]]
+        in_sub = inside[(djs + N_ROWS - 1)[:, None], (dis + N_COLS - 1)[None, :]]
+        score = c_sub + 0.5 * (in_sub - 1.0)
+        a, b = np.unravel_index(int(np.argmax(score)), score.shape)
+        results.append((float(score[a, b]), code, int(djs[a]), int(dis[b])))
+    by_code = {q[1]: q for q in results}
+    results.sort(reverse=True)
+    if _DEBUG:
+        print([tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in results])
+    score, code, dj, di = results[0]
+    group = [c for c in range(layout.N_ORIENTATIONS) if c % 2 == code % 2]  # same voltage axis
+    axis_margin = score - max(q[0] for q in results if q[1] % 2 != code % 2)
+    best_in_group = sorted((by_code[c] for c in group), reverse=True)
+    flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
+    margin = min(axis_margin / 0.04, flip_margin)
+    return code, dj, di, score, margin, float(obs.sum())
+
+
+def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
+    """Affine integer map from absolute (j, i) to relative window index (row, col)."""
+    rows = np.arange(nm, dtype=np.float64)[:, None] * np.ones((1, nk))
+    cols = np.ones((nm, 1)) * np.arange(nk, dtype=np.float64)[None, :]
+    ru = layout.undo_orientation(rows, code)
+    cu = layout.undo_orientation(cols, code)
+    hb, wb = ru.shape
+    A, B = np.meshgrid(np.arange(wb, dtype=np.float64), np.arange(hb, dtype=np.float64))  # A=col b, B=row a
+    # upright box (a, b) = (j + dj, i + di)
+    design = np.stack([np.ones(A.size), B.ravel() - dj, A.ravel() - di], axis=1)  # [1, j, i]
+    coef_r = np.linalg.lstsq(design, ru.ravel(), rcond=None)[0]
+    coef_c = np.linalg.lstsq(design, cu.ravel(), rcond=None)[0]
+    return np.round(coef_r), np.round(coef_c)
+
+
+# -------------------------------------------------------------------------------------------------
+# Entry
+# -------------------------------------------------------------------------------------------------
+def _reject(rgb: np.ndarray, reason: str, timings: Dict[str, float], interpolation: int) -> Rectification:
+    m = NODE_MARGIN
+    fieldv = fallback_node_field(rgb.shape[:2], m)
+    return build_rectification(rgb, fieldv, np.zeros((N_ROWS, N_COLS), bool), 0, 0.0, reason, timings,
+                               "classical", interpolation)
+
+
+def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR,
+                      work_px_per_box: float = WORK_PX_PER_BOX) -> Rectification:
+    rgb = as_rgb_uint8(image)
+    timings: Dict[str, float] = {}
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        return _reject(rgb, f"image too small ({w} x {h} px; need at least {MIN_IMAGE_SIDE} px a side)", timings,
+                       interpolation)
+    # --- pass 1: lattice on a small copy
+    t0 = time.perf_counter()
+    s1 = min(1.0, PASS1_LONG_SIDE / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * s1)), max(1, round(h * s1))), interpolation=cv2.INTER_AREA) \
+        if s1 < 1 else rgb
+    s1x, s1y = small.shape[1] / w, small.shape[0] / h
+    dark1, chroma1 = _features(small)
+    mask1 = _page_mask(small)
+    cands = []
+    for from_chroma, feat in ((True, chroma1), (False, dark1)):
+        fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma], mask1)
+        if fc.max() <= 0:
+            continue
+        lat = _estimate_lattice(fc)
+        if lat is not None:
+            cands.append((lat.strength, from_chroma, lat))
+    timings["lattice"] = time.perf_counter() - t0
+    if not cands:
+        return _reject(rgb, "no periodic grid found", timings, interpolation)
+    cands.sort(key=lambda c: -c[0])
+    strength, from_chroma, lat1 = cands[0]
+    if strength < 0.05:
+        return _reject(rgb, f"no periodic grid found (periodicity {strength:.3f})", timings, interpolation)
+    # --- working resolution
+    t0 = time.perf_counter()
+    box1 = float(np.sqrt(abs(lat1.a[0] * lat1.b[1] - lat1.a[1] * lat1.b[0])))
+    box_full = box1 / s1
+    sw = min(1.0, work_px_per_box / box_full)
+    work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
+        if sw < 1 else rgb
+    swx, swy = work.shape[1] / w, work.shape[0] / h
+    dark, chroma = _features(work)
+    mask_w = None
+    if mask1 is not None:
+        mask_w = cv2.resize(mask1.astype(np.uint8), (work.shape[1], work.shape[0]),
+                            interpolation=cv2.INTER_NEAREST).astype(bool)
+    feat = _clip_at_percentile(chroma if from_chroma else dark, CLIP_PCT[from_chroma], mask_w)
+    feat = cv2.GaussianBlur(feat, (0, 0), 0.8)
+    # lattice from pass-1 pixels to work pixels
+    lat_full = Lattice((lat1.origin + 0.5) / np.array([s1x, s1y]) - 0.5, lat1.a / np.array([s1x, s1y]),
+                       lat1.b / np.array([s1x, s1y]), lat1.strength)
+    lat_w = Lattice((lat_full.origin + 0.5) * np.array([swx, swy]) - 0.5, lat_full.a * np.array([swx, swy]),
+                    lat_full.b * np.array([swx, swy]), lat1.strength)
+    timings["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
+    if mask_w is not None:
+        ys, xs = np.nonzero(mask_w[::4, ::4])
+        centre = np.array([xs.mean() * 4, ys.mean() * 4])
+    model = _refine(feat, lat_w, centre)
+    timings["refine"] = time.perf_counter() - t0
+    if model is None or model.found.sum() < MIN_FOUND_NODES:
+        n = 0 if model is None else int(model.found.sum())
+        return _reject(rgb, f"too few grid nodes found ({n} < {MIN_FOUND_NODES})", timings, interpolation)
+    # --- orientation + absolute indices
+    t0 = time.perf_counter()
+    oa = _orient_and_anchor(dark, model)
+    timings["orientation"] = time.perf_counter() - t0
+    if oa is None:
+        return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
+    code, dj, di, score, margin, ink_total = oa
+    nm, nk = model.found.shape
+    coef_r, coef_c = _relative_of_absolute(code, dj, di, nm, nk)
+    m = NODE_MARGIN
+    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
+                         indexing="ij")
+    rr = coef_r[0] + coef_r[1] * JJ + coef_r[2] * II
+    cc = coef_c[0] + coef_c[1] * JJ + coef_c[2] * II
+    node_w = model.at(cc + model.k0, rr + model.m0)
+    node_field = np.empty_like(node_w)
+    node_field[..., 0] = (node_w[..., 0] + 0.5) / swx - 0.5
+    node_field[..., 1] = (node_w[..., 1] + 0.5) / swy - 0.5
+    ri = rr[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    ci = cc[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    inwin = (ri >= 0) & (ri < nm) & (ci >= 0) & (ci < nk)
+    found = np.zeros((N_ROWS, N_COLS), bool)
+    found[inwin] = model.found[ri[inwin], ci[inwin]]
+    n_found = int(found.sum())
+    outside = int(model.found.sum()) - n_found
+    conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2)
+    reasons = []
+    if n_found < 1000:
+        reasons.append(f"only {n_found} page grid nodes detected")
+    if margin < 1.0:
+        reasons.append(f"orientation uncertain (margin {margin:.3f})")
+    if score < 0.2:
+        reasons.append(f"weak layout match (score {score:.3f})")
+    if outside > 0.1 * max(model.found.sum(), 1):
+        reasons.append(f"{outside} detected nodes fall outside the page grid")
+    return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
+                               interpolation)

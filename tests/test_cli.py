@@ -1,0 +1,43 @@
+"""The console script: help, version, score, and clear one-line errors with exit codes."""
+import subprocess
+import sys
+
+import numpy as np
+
+from ecgdigit import __version__
+from ecgdigit.cli import main
+from ecgdigit.metric import score
+from helpers import noisy_solution_and_submission
+
+
+def test_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "ecgdigit.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "score" in out.stdout and "Exit codes" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "ecgdigit.cli", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"ecgdigit {__version__}"
+
+
+def test_score_prints_score_and_table(tmp_path, capsys):
+    solution, submission = noisy_solution_and_submission({"71": 500, "72": 250, "73": 1000})
+    solution.to_csv(tmp_path / "solution.csv", index=False)
+    submission.to_parquet(tmp_path / "submission.parquet", index=False)
+    code = main(["score", "--solution", str(tmp_path / "solution.csv"), "--submission",
+                 str(tmp_path / "submission.parquet"), "--per-lead", "--out", str(tmp_path / "per_image.csv")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    expected = score(solution, submission)
+    assert f"score: {expected:.4f} dB over 3 image(s)" in printed
+    assert "per lead" in printed and "aVR" in printed
+    assert (tmp_path / "per_image.csv").read_text().count("\n") == 4
+
+
+def test_score_errors_are_one_line(tmp_path, capsys):
+    solution, submission = noisy_solution_and_submission({"81": 100})
+    solution.to_csv(tmp_path / "solution.csv", index=False)
+    submission.iloc[:-1].to_csv(tmp_path / "short.csv", index=False)
+    code = main(["score", "--solution", str(tmp_path / "solution.csv"), "--submission", str(tmp_path / "short.csv")])
+    err = capsys.readouterr().err
+    assert code == 3 and err.startswith("ecgdigit: error: submission is missing 1 of") and err.count("\n") == 1
+    code = main(["score", "--solution", str(tmp_path / "nope.csv"), "--submission", str(tmp_path / "short.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "solution not found" in err and "nope.csv" in err

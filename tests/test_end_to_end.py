@@ -1,0 +1,84 @@
+"""The product path at small scale: synth -> submit (with fallbacks) -> score, and digitize's files."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgdigit import io
+from ecgdigit.cli import main
+from ecgdigit.layout import LEADS
+
+
+@pytest.fixture(scope="module")
+def test_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("comp")
+    assert main(["synth", "--out", str(root), "--records", "1", "--types", "0001", "--split", "test",
+                 "--seed", "11", "--fs", "500", "--no-labels"]) == 0
+    return root
+
+
+def test_submit_scores_a_clean_render(test_folder, tmp_path, capsys):
+    out = tmp_path / "submission.parquet"
+    assert main(["submit", "--input", str(test_folder), "--output", str(out), "--score"]) == 0
+    printed = capsys.readouterr().out
+    test_df = io.read_test_csv(test_folder / "test.csv")
+    io.validate_submission(pd.read_parquet(out), test_df)
+    assert "0 fell back" in printed
+    score = float(printed.split("score: ")[1].split(" dB")[0])
+    assert score > 5, printed  # the no-weights path reads a clean render (a flat fallback scores ~0 dB)
+
+
+def test_one_bad_image_never_loses_the_others(test_folder, tmp_path, capsys):
+    root = tmp_path / "comp"
+    shutil.copytree(test_folder, root)
+    test_df = io.read_test_csv(root / "test.csv")
+    good = test_df["id"].iloc[0]
+    extra = pd.concat([io.test_rows_for_image("1111111111", 500), io.test_rows_for_image("2222222222", 100)])
+    pd.concat([test_df, extra]).to_csv(root / "test.csv", index=False)
+    (root / "test" / "2222222222.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # corrupt; 1111 is missing
+    out = tmp_path / "sub.csv"
+    assert main(["submit", "--input", str(root), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 fell back" in captured.out
+    assert "1111111111.png: file not found" in captured.err and "2222222222.png: cannot decode image" in captured.err
+    sub = pd.read_csv(out, dtype={"id": str})
+    io.validate_submission(sub, pd.read_csv(root / "test.csv", dtype={"id": str}))
+    assert sub["id"].str.startswith("2222222222_").sum() == 1000 + 11 * 250  # fs = 100: unusual rates work
+    assert sub.loc[sub["id"].str.startswith(good + "_"), "value"].std() > 0.01  # the good image was digitised
+
+
+def test_digitize_writes_csv_wfdb_overlay_report(test_folder, tmp_path, capsys):
+    image = next((test_folder / "test").glob("*.png"))
+    code = main(["digitize", str(image), str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out"), "--fs", "250"])
+    assert code == 4  # one of two images failed, the other is written
+    out = tmp_path / "out"
+    table = pd.read_csv(out / f"{image.stem}.csv")
+    assert list(table.columns) == ["time_s", *LEADS] and len(table) == 2500
+    assert table["II"].notna().all() and table["V1"].notna().sum() == 625
+    import wfdb
+
+    rec = wfdb.rdrecord(str(out / image.stem))
+    assert rec.fs == 250 and rec.sig_name == list(LEADS)
+    np.testing.assert_allclose(rec.p_signal[:, 1], table["II"].to_numpy(), atol=0.01)
+    import json
+
+    report = json.loads((out / f"{image.stem}.json").read_text())
+    assert report["orientation"] == 0 and set(report["lead_confidence"]) == set(LEADS)
+    assert report["consistency"]["einthoven_db"] > 0  # I + III follows II better than nothing
+    assert (out / f"{image.stem}_overlay.png").stat().st_size > 10_000
+    assert "missing.jpg: file not found" in capsys.readouterr().err
+
+
+def test_photo_without_ecg_is_rejected_clearly(tmp_path, capsys):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:900, 0:1200]
+    photo = np.dstack([(xx / 5) % 255, (yy / 4) % 255, 128 + 60 * np.sin(xx / 50.0)]).astype(np.uint8)
+    photo = cv2.GaussianBlur(photo, (0, 0), 3) + rng.integers(0, 20, photo.shape, dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "holiday.jpg"), photo)
+    assert main(["digitize", str(tmp_path / "holiday.jpg"), "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "holiday.jpg" in err and "Traceback" not in err and err.count("\n") == 1

@@ -1,0 +1,136 @@
+"""The classical rectifier on synthetic pages with exact grid-node labels."""
+import cv2
+import numpy as np
+import pytest
+
+from ecgdigit import layout
+from ecgdigit.errors import InputError
+from ecgdigit.rectify import Rectification, rectify_to_canonical
+from ecgdigit.synth.sample import make_sample
+
+SEED = 4242
+
+
+def _px_per_mm(nodes):
+    """Local px/mm at every node from the distance to its right/lower neighbours."""
+    dx = np.linalg.norm(np.diff(nodes, axis=1), axis=-1)
+    dy = np.linalg.norm(np.diff(nodes, axis=0), axis=-1)
+    s = np.zeros(nodes.shape[:2])
+    s[:, :-1] += dx
+    s[:, -1] += dx[:, -1]
+    s[:-1] += dy
+    s[-1] += dy[-1]
+    return s / 2.0 / layout.LARGE_GRID_MM
+
+
+def _node_error_mm(pred, truth, shape):
+    h, w = shape[:2]
+    err = np.linalg.norm(pred - truth, axis=-1) / _px_per_mm(truth)
+    inside = (truth[..., 0] >= 0) & (truth[..., 0] <= w - 1) & (truth[..., 1] >= 0) & (truth[..., 1] <= h - 1)
+    return err[inside]
+
+
+def _map_at_nodes(r: Rectification) -> np.ndarray:
+    """The dense map sampled (bilinearly) at the canonical position of every page node."""
+    nodes_c = layout.canonical_grid_nodes().astype(np.float32)
+    inside = (nodes_c[..., 0] <= layout.CANONICAL_WIDTH - 1) & (nodes_c[..., 1] <= layout.CANONICAL_HEIGHT - 1)
+    mx = cv2.remap(r.map_x, nodes_c[..., 0], nodes_c[..., 1], cv2.INTER_LINEAR)
+    my = cv2.remap(r.map_y, nodes_c[..., 0], nodes_c[..., 1], cv2.INTER_LINEAR)
+    return np.stack([mx, my], axis=-1), inside
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return make_sample(SEED, 0, "0001")
+
+
+@pytest.fixture(scope="module")
+def clean_result(clean):
+    return rectify_to_canonical(clean.image)
+
+
+def test_clean_page_nodes_and_map_within_0p2_mm(clean, clean_result):
+    r = clean_result
+    assert r.canonical.shape == (layout.CANONICAL_HEIGHT, layout.CANONICAL_WIDTH, 3) and r.canonical.dtype == np.uint8
+    assert r.map_x.shape == r.map_y.shape == (layout.CANONICAL_HEIGHT, layout.CANONICAL_WIDTH)
+    assert r.map_x.dtype == np.float32
+    assert r.nodes.shape == (44, 57, 2) and r.node_found.shape == (44, 57) and r.node_found.dtype == bool
+    assert np.isfinite(r.nodes).all() and not (np.abs(r.nodes).sum(-1) == 0).any()
+    assert r.orientation == 0 and r.confidence > 0.5, r.reason
+    assert r.node_found.sum() > 1500
+    err = _node_error_mm(r.nodes, clean.grid_nodes, clean.image.shape)
+    assert err.mean() < 0.2 and np.percentile(err, 95) < 0.3, (err.mean(), np.percentile(err, 95))
+    at, inside = _map_at_nodes(r)
+    err_map = np.linalg.norm(at - clean.grid_nodes, axis=-1)[inside] / _px_per_mm(clean.grid_nodes)[inside]
+    assert err_map.mean() < 0.2, err_map.mean()
+
+
+def test_canonical_image_matches_exact_rectification(clean, clean_result):
+    """The remapped page and the page remapped through the exact labels agree (grid and traces)."""
+    from ecgdigit.synth.sample import canonical_view
+
+    exact, _ = canonical_view(clean, with_masks=False)
+    # thin 1 mm lines decorrelate with sub-pixel offsets: compare at about 0.3 mm resolution
+    a = cv2.GaussianBlur(cv2.cvtColor(clean_result.canonical, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 3)
+    b = cv2.GaussianBlur(cv2.cvtColor(exact, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 3)
+    a, b = a[100:-100, 100:-100] - a.mean(), b[100:-100, 100:-100] - b.mean()
+    ncc = float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+    assert ncc > 0.9, ncc
+
+
+def test_perspective_rotated_page_within_0p6_mm(clean):
+    img = clean.image
+    h, w = img.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[120, 60], [w + 40, 160], [w - 30, h + 150], [60, h + 40]])
+    H = cv2.getPerspectiveTransform(src, dst)
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), 6.0, 1.0)
+    H = np.vstack([rot, [0, 0, 1]]) @ H
+    out_size = (w + 200, h + 250)
+    warped = cv2.warpPerspective(img, H, out_size, flags=cv2.INTER_LINEAR, borderValue=(90, 80, 70))
+    truth = cv2.perspectiveTransform(clean.grid_nodes.reshape(-1, 1, 2), H).reshape(clean.grid_nodes.shape)
+    r = rectify_to_canonical(warped)
+    assert r.orientation == 0, r.reason
+    err = _node_error_mm(r.nodes, truth, warped.shape)
+    assert err.mean() < 0.6, err.mean()
+
+
+@pytest.mark.parametrize("code", range(layout.N_ORIENTATIONS))
+def test_orientation_codes_recovered(clean, code):
+    img = layout.apply_orientation(clean.image, code)
+    r = rectify_to_canonical(img)
+    assert r.orientation == code, (code, r.orientation, r.reason)
+
+
+def test_no_grid_gives_zero_confidence_and_reason():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    r = rectify_to_canonical(noise)
+    assert r.confidence < 0.1 and r.reason
+    blank = np.full((1700, 2200, 3), 255, np.uint8)
+    r = rectify_to_canonical(blank)
+    assert r.rejected and r.reason
+    tiny = rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)
+    r = rectify_to_canonical(tiny)
+    assert r.rejected and "small" in r.reason
+    assert r.canonical.shape == (layout.CANONICAL_HEIGHT, layout.CANONICAL_WIDTH, 3)
+    assert np.isfinite(r.nodes).all()
+
+
+def test_grayscale_and_16_bit_pages(clean):
+    gray = cv2.cvtColor(clean.image, cv2.COLOR_RGB2GRAY)
+    r = rectify_to_canonical((gray.astype(np.uint16) * 257))
+    assert r.orientation == 0 and r.confidence > 0, r.reason
+    err = _node_error_mm(r.nodes, clean.grid_nodes, gray.shape)
+    assert err.mean() < 0.2
+
+
+def test_bad_arrays_raise_input_error():
+    with pytest.raises(InputError):
+        rectify_to_canonical(np.zeros((10,), np.uint8))
+    with pytest.raises(InputError):
+        rectify_to_canonical(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InputError):
+        rectify_to_canonical("not an image")
+    with pytest.raises(InputError):
+        rectify_to_canonical(np.zeros((100, 100, 3), np.uint8), method="nope")
