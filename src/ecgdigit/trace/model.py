@@ -15,6 +15,34 @@ import numpy as np
 from ecgdigit.layout import CANONICAL_HEIGHT, CANONICAL_WIDTH, NETWORK_CROP_HEIGHT, NETWORK_CROP_WIDTH
 
 
+def predict_band_maps(model, image: np.ndarray, device: Optional[str] = None, amp: bool = True) -> np.ndarray:
+    """float32 (4, H, W) sigmoid maps of a loaded stage-2 SegmentationModel for a canonical-frame
+    RGB image (uint8 H x W x 3, any scale of the canonical frame)."""
+    import torch
+
+    dev = torch.device(device) if device else next(model.parameters()).device
+    width = int(model.config.extra.get("image_width", CANONICAL_WIDTH))
+    return _band_maps(model, image, dev, bool(amp and dev.type == "cuda"), width)
+
+
+def _band_maps(model, image: np.ndarray, device, amp: bool, work_w: int) -> np.ndarray:
+    import torch
+
+    h, w = image.shape[:2]
+    work_h = int(round(CANONICAL_HEIGHT * work_w / CANONICAL_WIDTH))
+    x = image if (h, w) == (work_h, work_w) else cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA)
+    if work_w == CANONICAL_WIDTH:  # the full frame: the network crop carries every trace
+        x = x[:NETWORK_CROP_HEIGHT, :NETWORK_CROP_WIDTH]
+    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        probs = model.predict_proba(t)[0].float().cpu().numpy()
+    full = np.zeros((probs.shape[0], work_h, work_w), dtype=np.float32)
+    full[:, :probs.shape[1], :probs.shape[2]] = probs
+    if (work_h, work_w) != (h, w):
+        full = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in full])
+    return full
+
+
 class TraceModel:
     """A stage-2 network ready for inference on canonical-frame RGB images (uint8 H x W x 3)."""
 
@@ -30,22 +58,7 @@ class TraceModel:
 
     def band_maps(self, image: np.ndarray) -> np.ndarray:
         """float32 (4, H, W) sigmoid maps for a canonical-frame image of any scale (H, W, 3)."""
-        import torch
-
-        h, w = image.shape[:2]
-        work_w = self.width
-        work_h = int(round(CANONICAL_HEIGHT * work_w / CANONICAL_WIDTH))
-        x = image if (h, w) == (work_h, work_w) else cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA)
-        if work_w == CANONICAL_WIDTH:  # the full frame: the network crop carries every trace
-            x = x[:NETWORK_CROP_HEIGHT, :NETWORK_CROP_WIDTH]
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().div_(255.0)[None].to(self.device)
-        with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            probs = self.model.predict_proba(t)[0].float().cpu().numpy()
-        full = np.zeros((probs.shape[0], work_h, work_w), dtype=np.float32)
-        full[:, :probs.shape[1], :probs.shape[2]] = probs
-        if (work_h, work_w) != (h, w):
-            full = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in full])
-        return full
+        return _band_maps(self.model, image, self.device, self.amp, self.width)
 
 
 def digitize_canonical(image: np.ndarray, lead_lengths: Mapping[str, int], fs: Optional[float] = None,
