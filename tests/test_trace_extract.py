@@ -46,22 +46,22 @@ def test_network_crop_gives_the_same_record(rendered):
 
 def test_seed_choices_also_work_and_fft_row_is_not_better(rendered):
     fs, sigs, masks = rendered
-    seed = _score(fs, sigs, masks, options=ExtractOptions().seed())
+    seed = _score(fs, sigs[:1], masks[:1], options=ExtractOptions().seed())
     assert seed >= 25.0
-    assert _score(fs, sigs, masks) >= seed - 0.5
+    assert _score(fs, sigs[:1], masks[:1]) >= seed - 0.5
 
 
 def test_gaps_are_filled_and_cost_little(rendered):
     fs, sigs, masks = rendered
     holed = []
     rng = np.random.default_rng(0)
-    for m in masks:
+    for m in masks[:1]:
         m = m.copy()
         for _ in range(40):  # 40 gaps of 4..12 columns in random bands
             c = rng.integers(300, 4100)
             m[rng.integers(0, 4), :, c:c + rng.integers(4, 13)] = 0
         holed.append(m)
-    assert _score(fs, sigs, holed) >= 25.0
+    assert _score(fs, sigs[:1], holed) >= 25.0
 
 
 def test_requested_lengths_are_honoured_at_odd_fs():
@@ -76,7 +76,7 @@ def test_requested_lengths_are_honoured_at_odd_fs():
 
 def test_empty_maps_give_finite_flat_leads():
     lengths = default_lead_lengths(250)
-    rec = extract_record(np.zeros((4, 1700, 4400), np.float32), lengths, 250)
+    rec = extract_record(np.zeros((4, 425, 1100), np.float32), lengths, 250, ExtractOptions(frame_scale=(0.25, 0.25)))
     assert all(len(rec[k]) == lengths[k] and np.all(rec[k] == 0) for k in LEADS)
 
 

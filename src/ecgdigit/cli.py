@@ -130,6 +130,47 @@ def _run_synth(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the stage-2 trace model (same loop as notebooks/train.ipynb)",
+        description="Train the stage-2 trace segmentation model on the on-the-fly synthetic generator or "
+        "a synthetic competition-layout folder; keeps best.pt (best validation dB) and last.pt (resume).",
+    )
+    p.add_argument("--out-dir", required=True, help="run folder (checkpoints, log.csv, curves.png)")
+    p.add_argument("--backbone", default="resnet34")
+    p.add_argument("--data", default="synthetic", help="'synthetic' or a folder written by `ecgdigit synth`")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--samples-per-epoch", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--image-width", type=int, default=4400, help="canonical frame scaled to this width")
+    p.add_argument("--column-ce-weight", type=float, default=0.5)
+    p.add_argument("--val-samples", type=int, default=32)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from ecgdigit.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(backbone=args.backbone, data=args.data, epochs=args.epochs,
+                      samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size,
+                      grad_accum=args.grad_accum, lr=args.lr, image_width=args.image_width,
+                      column_ce_weight=args.column_ce_weight, val_samples=args.val_samples, workers=args.workers,
+                      fold=args.fold, amp=not args.no_amp, resume=args.resume, out_dir=args.out_dir)
+    result = train(cfg)
+    print(f"best validation score {result['best_score_db']:.2f} dB -> {result['best']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # submit
 # ---------------------------------------------------------------------------------------------
 def _add_submit(sub) -> None:
@@ -209,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_submit(sub)
     _add_digitize(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,4 +1,13 @@
 """Network building blocks shared by the stages: timm encoders, U-Net decoders, heads.
 
-Importing this package does not import torch; use `ecgdigit.nets.unet` for the model itself.
+`from ecgdigit.nets import load_model` works; torch is imported only when such a name is used.
 """
+_LAZY = ("SegmentationModel", "SegmentationConfig", "build_model", "load_model", "save_model", "KNOWN_BACKBONES")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from ecgdigit.nets import unet
+
+        return getattr(unet, name)
+    raise AttributeError(f"module 'ecgdigit.nets' has no attribute {name!r}")

@@ -12,8 +12,13 @@
    strokes merge, so the run's centroid is biased. Within the tracked run each pixel is weighted by
    its distance to the ink's edge (distance transform computed with square pixels, i.e. x halved),
    which peaks on the stroke's centre line; measured +1.9 dB on a clean render.
-4. The output keeps, per band, only the tracked run of each column (normalised to peak 1 per
-   column), so `extract.extract_record` turns it into a record like any network output.
+4. Per band and column the trace centre is the weighted centroid of the tracked run, snapped to
+   the run's end at local extrema (`extract` run estimator); the output maps hold a thin Gaussian
+   line (sigma `line_sigma`) at those centres with the run's peak as height, i.e. what a network
+   trained on thin anti-aliased lines predicts, so `extract.extract_record` with any options (the
+   default argmax + parabolic step included) turns it into a record. Measured on 4 clean renders:
+   17.7 dB with default options vs 18.0 for the raw weighted runs read with the run estimator
+   (`line_sigma=0` + ExtractOptions(estimator="run")) and 15.8 for raw runs read by argmax.
 """
 from __future__ import annotations
 
@@ -23,7 +28,16 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ecgdigit.layout import CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_PX_PER_MV, CANONICAL_X_T0, CANONICAL_X_T10
+from ecgdigit.layout import (
+    CANONICAL_BASELINES_Y,
+    CANONICAL_HEIGHT,
+    CANONICAL_PX_PER_MV,
+    CANONICAL_X_T0,
+    CANONICAL_X_T10,
+    STANDARD_3X4,
+    grid_node_canonical,
+)
+from ecgdigit.trace.extract import ExtractOptions, segment_cuts
 from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
 
 
@@ -39,6 +53,9 @@ class ClassicalOptions:
     gap_prob: float = 0.05
     threshold: float = 0.3  # candidate runs: ink >= this
     centre_weighting: bool = True  # weight by distance to the ink edge (step 3)
+    line_sigma: float = 0.8  # px, output line profile (0: return the weighted tracked runs)
+    label_weight: float = 1.0  # ink in lead-label boxes counts this much (0.4 measured worse: 15.4 vs 17.8 dB)
+    label_box: tuple = (-10, 130, -30, 12)  # canonical px around each label node: x0, x1, y0, y1
     x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
 
 
@@ -93,6 +110,8 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     o = options or ClassicalOptions()
     ink = ink_map(image, o)
     h, w = ink.shape
+    if o.label_weight < 1:
+        ink = _down_weight_labels(ink, o)
     sy = h / CANONICAL_HEIGHT if h not in (CANONICAL_HEIGHT, 1696) else 1.0
     sx = w / 4400 if w not in (4400, 4352) else 1.0
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
@@ -104,12 +123,36 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         window = ink[y0:y1, x0:x1]
         track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
                              prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
-        top, bottom = track_runs(window, track)
+        # The pen jumps between the segments of a row: the tracking restarts at each boundary.
+        cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
+        edges = [0] + cuts + [x1 - x0]
+        pieces = [track_runs(window[:, a:z], track) for a, z in zip(edges[:-1], edges[1:])]
+        top = np.concatenate([t for t, _ in pieces])
+        bottom = np.concatenate([b for _, b in pieces])
         maps[band, y0:y1, x0:x1] = keep_tracked(window, top, bottom)
+    peak = maps.max(axis=1)  # (4, W) ink level of the tracked run
     if o.centre_weighting:
         maps *= centre_weights(ink)[None]
         maps /= np.maximum(maps.max(axis=1, keepdims=True), 1e-6)
-    return maps
+    if o.line_sigma <= 0:
+        return maps
+    return _thin_lines(maps, peak, o.line_sigma)
+
+
+def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian line profiles at the run-centroid centre of each band column (see step 4)."""
+    from ecgdigit.trace.extract import ExtractOptions, _columns_of
+
+    opts = ExtractOptions(estimator="run", tracking=False)
+    h, w = maps.shape[1:]
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    out = np.zeros_like(maps)
+    for b in range(maps.shape[0]):
+        y, pk = _columns_of(maps[b], opts)
+        on = pk > 0
+        prof = np.exp(-0.5 * ((rows - y[None, :].astype(np.float32)) / sigma) ** 2)
+        out[b] = np.where(on[None, :], prof * peak[b][None, :].astype(np.float32), 0.0)
+    return out
 
 
 def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
@@ -125,10 +168,28 @@ def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
     return dist / max(float(dist.max()), 1e-6)
 
 
+def _down_weight_labels(ink: np.ndarray, o: ClassicalOptions) -> np.ndarray:
+    """Lead labels ("V1", "aVR") are printed just under the start of each segment, as dark as the
+    trace; where the trace dips into one, tracking would follow the letters. Ink inside the label
+    boxes counts less, so continuity decides there."""
+    h, w = ink.shape
+    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
+    sx = 1.0 if w in (4400, 4352) else w / 4400
+    out = ink.copy()
+    x0b, x1b, y0b, y1b = o.label_box
+    for j, i in STANDARD_3X4.label_nodes:
+        nx, ny = grid_node_canonical(j, i)
+        xa, xb = int(max((nx + x0b) * sx, 0)), int(min((nx + x1b) * sx, w))
+        ya, yb = int(max((ny + y0b) * sy, 0)), int(min((ny + y1b) * sy, h))
+        if xb > xa and yb > ya:
+            out[ya:yb, xa:xb] *= o.label_weight
+    return out
+
+
 def classical_extract(image: np.ndarray, lead_lengths, fs: Optional[float] = None,
                       options: Optional[ClassicalOptions] = None, extract_options=None):
     """Canonical-frame image -> 12-lead record (lead -> mV array), with no network."""
-    from ecgdigit.trace.extract import ExtractOptions, extract_record
+    from ecgdigit.trace.extract import extract_record
 
     maps = classical_band_maps(image, options)
     eo = extract_options or ExtractOptions()

@@ -48,11 +48,11 @@ RESAMPLERS = ("lanczos", "pchip", "cubic", "linear", "fft_row")
 class ExtractOptions:
     """Every extraction choice; the defaults are the best measured ones (bench/bench_trace_ceiling.py)."""
 
-    estimator: str = "run"  # argmax (seed) | run (centroid of the high run around the peak)
+    estimator: str = "argmax"  # argmax (seed; best measured) | run (centroid of the high run, thick ink)
     parabolic: bool = True  # argmax only: parabolic sub-pixel step
     run_fraction: float = 0.5  # run = contiguous pixels >= run_fraction * peak
     extremum_snap: bool = True  # run only: at local extrema take the run's far end, not its centre
-    threshold: float = 0.15  # columns with peak probability below this are gaps
+    threshold: float = 0.05  # columns with peak below this are gaps (low: DP tracking rejects outliers)
     tracking: bool = True  # follow the trace through crossings/speckle by DP over candidate runs
     track_jump_cost: float = 0.1  # per pixel of vertical gap between consecutive runs (tracking.py)
     track_gap_prob: float = 0.1  # skipping a column costs -log(this)
@@ -80,6 +80,7 @@ class ExtractOptions:
     def seed(self) -> "ExtractOptions":
         """The 3rd-place pipeline's choices, as a baseline for gain measurements."""
         return replace(self, estimator="argmax", parabolic=True, extremum_snap=False, resample="fft_row", tracking=False,
+                       threshold=0.15,
                        fuse_lead_ii=False, einthoven=True, goldberger=False, augmented_with_ii=False,
                        consistency_gate=np.inf, residual_clip_mv=np.inf)
 
@@ -87,7 +88,24 @@ class ExtractOptions:
 # ---------------------------------------------------------------------------------------------
 # 1. Column-wise trace position per band
 # ---------------------------------------------------------------------------------------------
-def band_columns(prob: np.ndarray, options: Optional[ExtractOptions] = None) -> Tuple[np.ndarray, np.ndarray]:
+def segment_cuts(band: int, width: int, options: Optional[ExtractOptions] = None,
+                 layout: PaperLayout = STANDARD_3X4, n_bands: int = N_BANDS) -> list:
+    """Column indices where one printed segment of `band` ends and the next begins.
+
+    The pen jumps there (two polylines, no connecting stroke), so tracking restarts at each cut.
+    """
+    sx = (options or ExtractOptions()).frame_scale[0]
+    cuts = set()
+    for pl in layout.placements:
+        if min(pl.row, n_bands - 1) == band and pl.t_start > 0:
+            c = int(np.ceil(float(seconds_to_canonical_x(pl.t_start)) * sx - 1e-6))
+            if 0 < c < width:
+                cuts.add(c)
+    return sorted(cuts)
+
+
+def band_columns(prob: np.ndarray, options: Optional[ExtractOptions] = None,
+                 layout: PaperLayout = STANDARD_3X4) -> Tuple[np.ndarray, np.ndarray]:
     """Per band and column: the trace's y (map pixels, NaN in gaps) and the peak probability.
 
     prob: (n_bands, H, W) float in [0, 1] (uint8 masks are scaled by 1/255).
@@ -106,8 +124,11 @@ def band_columns(prob: np.ndarray, options: Optional[ExtractOptions] = None) -> 
     for b in range(prob.shape[0]):
         p = prob[b]
         if o.tracking:
-            top, bottom = track_runs(p, TrackOptions(candidate_threshold=o.threshold, jump_cost=o.track_jump_cost,
-                                                     gap_prob=o.track_gap_prob))
+            track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.track_jump_cost, gap_prob=o.track_gap_prob)
+            edges = [0] + segment_cuts(b, p.shape[1], o, layout, prob.shape[0]) + [p.shape[1]]
+            pieces = [track_runs(p[:, a:z], track) for a, z in zip(edges[:-1], edges[1:])]
+            top = np.concatenate([t for t, _ in pieces])
+            bottom = np.concatenate([bt for _, bt in pieces])
             p = keep_tracked(p, top, bottom)
         ys[b], peaks[b] = _columns_of(p, o)
     ys[peaks < o.threshold] = np.nan
@@ -321,7 +342,7 @@ def extract_record(prob: np.ndarray, lead_lengths: Mapping[str, int], fs: Option
     from ecgdigit.trace.postprocess import postprocess_record
 
     o = options or ExtractOptions()
-    y, peak = band_columns(prob, o)
+    y, peak = band_columns(prob, o, layout)
     segs = trace_segments(y, peak, lead_lengths, fs, o, layout)
     fs = float(fs) if fs else lead_lengths[RHYTHM_LEAD] / RECORD_SECONDS
     return postprocess_record(segs, lead_lengths, fs, o, layout)

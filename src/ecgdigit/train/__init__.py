@@ -1,0 +1,1 @@
+"""Training: datasets, losses and the stage-2 loop (`ecgdigit.train.loop.train`)."""

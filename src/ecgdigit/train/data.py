@@ -1,0 +1,150 @@
+"""Stage-2 training data: canonical-frame images with their band masks and column targets.
+
+Sources:
+- "synthetic": the on-the-fly generator (`ecgdigit.synth.dataset.SyntheticECGDataset`, canonical
+  mode); item k is deterministic in (seed, k), so no files and no shared state between workers.
+- a folder in the competition layout written by `ecgdigit synth` (train split, with `labels/`):
+  each image is brought into the canonical frame through its stored canonical mesh, the masks are
+  drawn from the stored signals. Real competition folders have no such labels; their images need
+  the rectifier (stages 0-1) first.
+
+Every item is a dict of torch tensors: image (3, h, w) float in [0, 1], masks (4, h, w) float in
+[0, 1], col_y / col_valid (4, w) column targets, plus fs, signals (n, 12) and index for validation.
+Sizes: the canonical frame scaled to `width` x round(1700 * width / 4400).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ecgdigit.errors import InputError
+from ecgdigit.layout import CANONICAL_HEIGHT, CANONICAL_WIDTH
+
+
+def frame_size(width: int) -> tuple:
+    """(width, height) of the canonical frame scaled to `width` pixels wide."""
+    return int(width), int(round(CANONICAL_HEIGHT * width / CANONICAL_WIDTH))
+
+
+def _to_item(image: np.ndarray, masks: np.ndarray, signals: np.ndarray, fs: float, index: int, image_type: str) -> dict:
+    import torch
+
+    from ecgdigit.trace.targets import column_centres
+
+    h, w = image.shape[:2]
+    col_y, col_valid = column_centres(signals.astype(np.float64), float(fs), height=h, width=w)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+        "masks": torch.from_numpy(masks.astype(np.float32) / 255.0),
+        "col_y": torch.from_numpy(col_y),
+        "col_valid": torch.from_numpy(col_valid),
+        "signals": torch.from_numpy(signals.astype(np.float32)),
+        "fs": float(fs),
+        "index": int(index),
+        "image_type": image_type,
+    }
+
+
+class SyntheticTraceDataset:
+    """On-the-fly synthetic stage-2 samples at a scaled canonical size (see module docstring)."""
+
+    def __init__(self, length: int, seed: int = 0, width: int = CANONICAL_WIDTH, types: Optional[Sequence[str]] = None,
+                 fs_choices: Optional[Sequence[float]] = None):
+        from ecgdigit.io import IMAGE_TYPES
+        from ecgdigit.synth.dataset import SyntheticECGDataset
+        from ecgdigit.synth.sample import COMPETITION_FS
+
+        self.size = frame_size(width)
+        self.base = SyntheticECGDataset(length, seed=seed, types=tuple(types or IMAGE_TYPES), mode="canonical",
+                                        fs_choices=tuple(fs_choices or COMPETITION_FS), canonical_size=self.size)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        it = self.base[index]
+        return _to_item(it["image"], it["masks"], it["signals"], it["fs"], index, it["image_type"])
+
+
+class FolderTraceDataset:
+    """Images of a synthetic competition-layout train folder (with labels/), in the canonical frame."""
+
+    def __init__(self, root, width: int = CANONICAL_WIDTH, types: Optional[Sequence[str]] = None,
+                 record_ids: Optional[Sequence[str]] = None):
+        from ecgdigit.io import list_train_images
+
+        self.root = Path(root)
+        self.size = frame_size(width)
+        if not (self.root / "labels").is_dir():
+            raise InputError(f"{self.root}: no labels/ folder; stage-2 training from a folder needs the labels "
+                             f"written by `ecgdigit synth` (real images must be rectified first)")
+        entries = list_train_images(self.root, types)
+        if record_ids is not None:
+            wanted = set(map(str, record_ids))
+            entries = [e for e in entries if e.record_id in wanted]
+        if not entries:
+            raise InputError(f"{self.root}: no training images found")
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        import cv2
+
+        from ecgdigit.synth.labels import read_image_labels, read_record_labels
+        from ecgdigit.synth.sample import dense_map
+        from ecgdigit.synth.traces import render_band_masks
+
+        e = self.entries[index]
+        image = cv2.imread(str(e.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"{e.path}: cannot read image")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        lab = read_image_labels(self.root / "labels", e.image_id)
+        rec = read_record_labels(self.root / "labels", e.record_id)
+        w, h = self.size
+        mx, my = dense_map(lab["canonical_mesh"], int(lab["mesh_step"]), w, h)
+        canon = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+        signals, fs = rec["signals"], float(rec["fs"])
+        masks = render_band_masks(signals, fs, width=w, height=h)
+        return _to_item(canon, masks, signals, fs, index, e.image_type or "")
+
+
+def collate(items: list) -> dict:
+    """Batch tensors of equal size; signals (different lengths) and scalars stay lists."""
+    import torch
+
+    out = {}
+    for key in ("image", "masks", "col_y", "col_valid"):
+        out[key] = torch.stack([it[key] for it in items])
+    for key in ("signals", "fs", "index", "image_type"):
+        out[key] = [it[key] for it in items]
+    return out
+
+
+def make_folds(train_csv, n_folds: int = 5, seed: int = 0, out=None):
+    """Assign every record of train.csv to a fold (grouped by record id, balanced by fs).
+
+    Returns the DataFrame (id, fs, fold); writes it to `out` (e.g. train_folds.csv) when given.
+    """
+    import pandas as pd
+
+    from ecgdigit.io import read_train_csv
+
+    df = read_train_csv(train_csv).copy()
+    rng = np.random.default_rng(seed)
+    df["fold"] = -1
+    for _, group in df.groupby("fs"):
+        idx = group.index.to_numpy().copy()
+        rng.shuffle(idx)
+        start = int(rng.integers(n_folds))
+        df.loc[idx, "fold"] = (np.arange(len(idx)) + start) % n_folds
+    df["fold"] = df["fold"].astype(int)
+    df = df[["id", "fs", "fold"]]
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False)
+    return pd.DataFrame(df)
