@@ -35,7 +35,6 @@ DEFAULT_OWNER = "your-kaggle-username"
 WEIGHTS_SLUG = "ecgdigit-weights"
 MAX_NOTEBOOK_BYTES = 1_000_000  # Kaggle rejects larger notebook sources
 ENTRY_MODULES = ("ecgdigit.submit",)
-WEIGHT_SUFFIXES = (".pt", ".pth", ".json", ".yaml", ".safetensors")
 
 
 class BuildError(Exception):
@@ -220,15 +219,22 @@ def validate_kernel_metadata(meta: dict, folder: Path) -> None:
 
 
 def copy_weights(weights: Path, owner: str) -> Path:
-    if not weights.is_dir():
-        raise BuildError(f"--weights {weights}: not a folder")
-    files = [p for p in sorted(weights.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
-    if not any(p.name == "stage2.pt" for p in files):
-        raise BuildError(f"--weights {weights}: no stage2.pt in it (the notebook looks for stage2.pt + its config)")
+    """Copy the stage-2 checkpoint of `weights` (stage2.pt, or a training run's best.pt) and its config
+    JSON into datasets_meta/ecgdigit-weights/ as stage2.pt + stage2.json, with the dataset metadata."""
+    from ecgdigit.errors import InputError
+    from ecgdigit.pipeline import stage2_checkpoint
+
+    try:
+        checkpoint = stage2_checkpoint(weights)
+    except InputError as exc:
+        raise BuildError(f"--weights: {exc}") from None
+    config = checkpoint.with_suffix(".json")
+    if not config.is_file():
+        raise BuildError(f"--weights: {config} (the model config saved beside the checkpoint) is missing")
     dest = ROOT / "datasets_meta" / WEIGHTS_SLUG
     dest.mkdir(parents=True, exist_ok=True)
-    for p in files:
-        shutil.copy2(p, dest / p.name)
+    shutil.copy2(checkpoint, dest / "stage2.pt")
+    shutil.copy2(config, dest / "stage2.json")
     meta = {"title": "ecgdigit weights", "id": f"{owner}/{WEIGHTS_SLUG}", "licenses": [{"name": "CC0-1.0"}]}
     (dest / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return dest
@@ -265,7 +271,8 @@ def build(name: str = DEFAULT_SLUG, owner: str = DEFAULT_OWNER, weights: Optiona
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=None, help="folder with stage2.pt (+ config) to ship as a dataset")
+    ap.add_argument("--weights", default=None,
+                    help="weights folder (stage2.pt, or a training run's best.pt, with its .json) to ship as a dataset")
     ap.add_argument("--name", default=DEFAULT_SLUG, help=f"kernel slug (default {DEFAULT_SLUG})")
     ap.add_argument("--owner", default=DEFAULT_OWNER, help="your Kaggle username")
     ap.add_argument("--no-gpu", action="store_true", help="run the kernel on CPU")

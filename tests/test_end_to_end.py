@@ -81,3 +81,26 @@ def test_photo_without_ecg_is_rejected_clearly(tmp_path, capsys):
     assert main(["digitize", str(tmp_path / "holiday.jpg"), "--out", str(tmp_path / "out")]) == 4
     err = capsys.readouterr().err
     assert "holiday.jpg" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_weights_path_runs_a_stage2_model(test_folder, tmp_path, capsys):
+    """--weights: the band maps come from a (here untrained, tiny) stage-2 network."""
+    import json
+
+    import torch
+
+    from ecgdigit.nets.unet import SegmentationModel, save_model
+
+    torch.manual_seed(0)
+    model = SegmentationModel("test_resnet", n_classes=4, decoder_channels=(16, 8, 8, 8, 8),
+                              extra={"stage": 2, "image_width": 1100}).eval()
+    save_model(model, tmp_path / "weights" / "best.pt")
+    out = tmp_path / "sub.parquet"
+    assert main(["submit", "--input", str(test_folder), "--output", str(out), "--weights", str(tmp_path / "weights")]) == 0
+    io.validate_submission(pd.read_parquet(out), io.read_test_csv(test_folder / "test.csv"))
+    image = next((test_folder / "test").glob("*.png"))
+    assert main(["digitize", str(image), "--out", str(tmp_path / "d"), "--weights", str(tmp_path / "weights"),
+                 "--no-wfdb"]) == 0
+    assert json.loads((tmp_path / "d" / f"{image.stem}.json").read_text())["tracer"] == "model"
+    assert main(["submit", "--input", str(test_folder), "--output", str(out), "--weights", str(tmp_path)]) == 2
+    assert "no stage-2 weights in this folder" in capsys.readouterr().err

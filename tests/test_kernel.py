@@ -37,7 +37,7 @@ def test_metadata_is_what_the_kaggle_cli_reads(tmp_path):
         bk.validate_kernel_metadata(dict(meta, enable_internet="maybe"), folder)
     with pytest.raises(bk.BuildError, match="code_file"):
         bk.validate_kernel_metadata(dict(meta, code_file="nope.ipynb"), folder)
-    with pytest.raises(bk.BuildError, match="no stage2.pt"):
+    with pytest.raises(bk.BuildError, match="no stage-2 weights in this folder"):
         bk.copy_weights(tmp_path, "someone")
 
 

@@ -23,7 +23,8 @@ from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, seconds_to_canonical_
 from ecgdigit.rectify import Rectification, rectify_to_canonical
 from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
 
-STAGE2_WEIGHTS_NAME = "stage2.pt"  # a weights folder holds stage2.pt (+ its config JSON beside it)
+# A weights folder holds stage2.pt (+ stage2.json beside it); a training run folder's best.pt also works.
+STAGE2_WEIGHTS_NAMES = ("stage2.pt", "best.pt")
 
 
 @dataclass
@@ -107,9 +108,12 @@ def stage2_checkpoint(weights: Union[str, Path]) -> Path:
     """The stage-2 checkpoint of a weights folder (or the file itself)."""
     path = Path(weights)
     if path.is_dir():
-        path = path / STAGE2_WEIGHTS_NAME
+        found = [path / name for name in STAGE2_WEIGHTS_NAMES if (path / name).is_file()]
+        if not found:
+            raise InputError(f"{path}: no stage-2 weights in this folder (expected {' or '.join(STAGE2_WEIGHTS_NAMES)})")
+        path = found[0]
     if not path.is_file():
-        raise InputError(f"{path}: stage-2 weights not found (a weights folder holds {STAGE2_WEIGHTS_NAME})")
+        raise InputError(f"{path}: stage-2 weights not found")
     return path
 
 
