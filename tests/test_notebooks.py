@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import jupytext
+import pandas as pd
 import papermill
 import pytest
 
@@ -39,3 +40,22 @@ def test_evaluate_notebook_runs(tmp_path):
     assert len((out / "per_image.csv").read_text().splitlines()) == 3
     text = (tmp_path / "evaluate_out.ipynb").read_text()
     assert f"score: {score(solution, submission, perfect_score=384):.4f} dB" in text
+
+
+def test_evaluate_folds_notebook_runs(tmp_path):
+    from ecgdigit.cli import main
+
+    data = tmp_path / "data"
+    assert main(["synth", "--out", str(data), "--records", "2", "--types", "0001", "--split", "train",
+                 "--seed", "3", "--fs", "250", "--no-labels"]) == 0
+    ids = pd.read_csv(data / "train.csv", dtype={"id": str})["id"].tolist()
+    pd.DataFrame({"id": ids, "fold": [0, 1]}).to_csv(tmp_path / "folds.csv", index=False)
+    out = tmp_path / "out"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "evaluate_folds.ipynb"), str(tmp_path / "ef.ipynb"),
+        parameters=dict(data_dir=str(data), folds_csv=str(tmp_path / "folds.csv"), fold=1, output_dir=str(out)),
+        progress_bar=False, kernel_name="python3", cwd=str(tmp_path))
+    per_image = pd.read_csv(out / "oof_per_image.csv", dtype={"image_id": str})
+    assert list(per_image["image_id"]) == [f"{ids[1]}-0001"]  # only the held-out fold's record
+    assert (out / "worst_cases.png").stat().st_size > 5000 and (out / "oof_histogram.png").exists()
+    assert "out-of-fold score:" in (tmp_path / "ef.ipynb").read_text()

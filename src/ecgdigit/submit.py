@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 from tqdm import tqdm
@@ -76,8 +76,8 @@ def _digitize_one(job):
         return image_id, fallback_record(lengths), f"{type(exc).__name__}: {exc}"
 
 
-def plan_jobs(input_dir: Path, limit: Optional[int] = None):
-    """(test_df, jobs, image_types) for a test or train folder."""
+def plan_jobs(input_dir: Path, limit: Optional[int] = None, records: Optional[Sequence[str]] = None):
+    """(test_df, jobs, image_types) for a test or train folder (train: optionally only `records`)."""
     split = io.find_competition_split(input_dir)
     if split == "test":
         test_df = io.read_test_csv(input_dir / "test.csv")
@@ -92,6 +92,9 @@ def plan_jobs(input_dir: Path, limit: Optional[int] = None):
     train = io.read_train_csv(input_dir / "train.csv")
     fs_by_record = dict(zip(train["id"].astype(str), train["fs"].astype(float)))
     entries = io.list_train_images(input_dir)
+    if records is not None:
+        wanted = {str(r) for r in records}
+        entries = [e for e in entries if e.record_id in wanted]
     if limit:
         entries = entries[:limit]
     test_df = pd.concat([io.test_rows_for_image(e.image_id, fs_by_record[e.record_id]) for e in entries],
@@ -103,7 +106,8 @@ def plan_jobs(input_dir: Path, limit: Optional[int] = None):
 
 def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights: Optional[str] = None,
                device: str = "cpu", workers: int = 1, limit: Optional[int] = None,
-               progress: bool = True, log=None, overlay_dir: Optional[str] = None) -> SubmitResult:
+               progress: bool = True, log=None, overlay_dir: Optional[str] = None,
+               records: Optional[Sequence[str]] = None) -> SubmitResult:
     """Digitise every image of `input_dir` and write a validated submission to `output`
     (and, with `overlay_dir`, an overlay PNG per digitised image)."""
     input_dir = Path(input_dir)
@@ -111,7 +115,7 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
         overlay_dir = Path(overlay_dir)
         overlay_dir.mkdir(parents=True, exist_ok=True)
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    test_df, jobs, image_types = plan_jobs(input_dir, limit)
+    test_df, jobs, image_types = plan_jobs(input_dir, limit, records)
     if not jobs:
         raise InputError(f"{input_dir}: no images to digitise")
     t0 = time.perf_counter()
