@@ -177,9 +177,10 @@ def build_notebook(modules: Dict[str, Path], version: str) -> dict:
              "image `test.csv` asks for and writes `submission.parquet`; an image that fails gets a flat "
              "fallback record (and is listed), the others are never lost.")
     return {
-        "cells": [_cell("markdown", intro), _cell("code", PARAMETERS, tags=["parameters"]),
-                  _cell("code", "\n".join(bundle)),
-                  _cell("code", RUN % dict(competition=COMPETITION, weights_slug=WEIGHTS_SLUG))],
+        "cells": [dict(cell, id=f"cell-{k}") for k, cell in enumerate([
+            _cell("markdown", intro), _cell("code", PARAMETERS, tags=["parameters"]),
+            _cell("code", "\n".join(bundle)),
+            _cell("code", RUN % dict(competition=COMPETITION, weights_slug=WEIGHTS_SLUG))])],
         "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                      "language_info": {"name": "python"}},
         "nbformat": 4, "nbformat_minor": 5,

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from ecgdigit.layout import CANONICAL_HEIGHT, CANONICAL_PX_PER_MV, NETWORK_CROP_HEIGHT, NETWORK_CROP_WIDTH
 from ecgdigit.synth.signals import simulate_record
 from ecgdigit.trace.evaluation import score_records, truth_record
-from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
+from ecgdigit.layout import default_lead_lengths
+from ecgdigit.trace.extract import ExtractOptions, extract_record
 from ecgdigit.trace.targets import band_masks
 
 SWITCHES = {

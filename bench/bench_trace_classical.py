@@ -18,7 +18,7 @@ from ecgdigit.io import IMAGE_TYPES
 from ecgdigit.synth.dataset import SyntheticECGDataset
 from ecgdigit.trace.classical import classical_extract
 from ecgdigit.trace.evaluation import score_records, truth_record
-from ecgdigit.trace.extract import default_lead_lengths
+from ecgdigit.layout import default_lead_lengths
 
 
 def main():

@@ -39,7 +39,8 @@ def time_forward(name: str, height: int, width: int, warmup: int, repeats: int) 
 
 def time_extraction(height: int, width: int) -> float:
     from ecgdigit.synth.signals import simulate_record
-    from ecgdigit.trace.extract import default_lead_lengths, extract_record
+    from ecgdigit.layout import default_lead_lengths
+    from ecgdigit.trace.extract import extract_record
     from ecgdigit.trace.targets import band_masks
 
     sig = simulate_record(500, np.random.default_rng(0))

@@ -6,7 +6,8 @@ from ecgdigit.layout import CANONICAL_BASELINES_Y
 from ecgdigit.synth.dataset import SyntheticECGDataset
 from ecgdigit.trace.classical import classical_band_maps, classical_extract, ink_map
 from ecgdigit.trace.evaluation import score_records, truth_record
-from ecgdigit.trace.extract import ExtractOptions, band_columns, default_lead_lengths
+from ecgdigit.layout import default_lead_lengths
+from ecgdigit.trace.extract import ExtractOptions, band_columns
 
 
 @pytest.fixture(scope="module")

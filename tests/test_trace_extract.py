@@ -8,7 +8,8 @@ from ecgdigit.layout import LEADS, NETWORK_CROP_HEIGHT, NETWORK_CROP_WIDTH
 from ecgdigit.synth.signals import simulate_record
 from ecgdigit.synth.traces import render_band_masks
 from ecgdigit.trace.evaluation import score_records, truth_record
-from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
+from ecgdigit.layout import default_lead_lengths
+from ecgdigit.trace.extract import ExtractOptions, extract_record
 from ecgdigit.trace.postprocess import soft_project
 
 

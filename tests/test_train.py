@@ -79,7 +79,7 @@ def test_make_folds_groups_records(tmp_path):
 def test_trace_model_wrapper_and_classical_fallback(tmp_path):
     from ecgdigit.nets.unet import save_model
     from ecgdigit.trace.evaluation import score_records, truth_record
-    from ecgdigit.trace.extract import default_lead_lengths
+    from ecgdigit.layout import default_lead_lengths
     from ecgdigit.trace.model import TraceModel, digitize_canonical
 
     item = SyntheticTraceDataset(1, seed=9, width=WIDTH, types=["0001"])[0]

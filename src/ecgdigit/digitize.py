@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 
 from ecgdigit.errors import EcgdigitError, InputError
-from ecgdigit.layout import (CANONICAL_PX_PER_MV, LEADS, RECORD_SECONDS, STANDARD_3X4, mv_to_canonical_y,
-                             record_length, seconds_to_canonical_x, segment_start)
+from ecgdigit.layout import (CANONICAL_PX_PER_MV, LEADS, RECORD_SECONDS, STANDARD_3X4, default_lead_lengths,
+                             mv_to_canonical_y, record_length, seconds_to_canonical_x, segment_start)
 from ecgdigit.pipeline import Digitizer, DigitizeResult, write_report_json
-from ecgdigit.trace.extract import default_lead_lengths
 
 # Distinct colours per printed row band (RGB), readable over red, blue or grey grids.
 BAND_COLOURS = ((0, 90, 255), (0, 170, 0), (200, 0, 200), (255, 120, 0))

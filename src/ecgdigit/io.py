@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecgdigit.errors import InputError, SubmissionError
-from ecgdigit.layout import LEADS, RECORD_SECONDS, RHYTHM_LEAD, record_length, segment_length
+from ecgdigit.layout import LEADS, RECORD_SECONDS, default_lead_lengths
 
 PathLike = Union[str, os.PathLike]
 Record = Dict[str, np.ndarray]
@@ -143,13 +143,8 @@ def make_ids(image_id: str, lead: str, n_rows: int) -> np.ndarray:
 def test_rows_for_image(image_id: str, fs: float, lead_lengths: Optional[Mapping[str, int]] = None) -> pd.DataFrame:
     """test.csv rows for one image: lead II holds 10*fs rows, every other lead a 2.5 s segment
     (or the counts in `lead_lengths`)."""
-    rows = []
-    for lead in LEADS:
-        if lead_lengths is not None:
-            n = int(lead_lengths[lead])
-        else:
-            n = record_length(fs) if lead == RHYTHM_LEAD else segment_length(fs)
-        rows.append((str(image_id), lead, fs, n))
+    lengths = default_lead_lengths(fs) if lead_lengths is None else lead_lengths
+    rows = [(str(image_id), lead, fs, int(lengths[lead])) for lead in LEADS]
     return pd.DataFrame(rows, columns=list(TEST_COLUMNS))
 
 

@@ -259,6 +259,11 @@ def segment_length(fs: float) -> int:
     return int(RECORD_SECONDS * fs) // len(STANDARD_3X4.rows[0])
 
 
+def default_lead_lengths(fs: float) -> Dict[str, int]:
+    """Rows per lead as test.csv gives them for a record at fs: lead II 10 s, the others 2.5 s."""
+    return {lead: record_length(fs) if lead == RHYTHM_LEAD else segment_length(fs) for lead in LEADS}
+
+
 def segment_start(placement: LeadPlacement, fs: float) -> int:
     """Index of the first sample of `placement` within the 10 s record."""
     return int(round(placement.t_start * fs))

@@ -19,9 +19,9 @@ import numpy as np
 
 from ecgdigit.errors import EcgdigitError, InputError
 from ecgdigit.image_io import load_image
-from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, seconds_to_canonical_x
+from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, default_lead_lengths, seconds_to_canonical_x
 from ecgdigit.rectify import Rectification, rectify_to_canonical
-from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
+from ecgdigit.trace.extract import ExtractOptions, extract_record
 
 # A weights folder holds stage2.pt (+ stage2.json beside it); a training run folder's best.pt also works.
 STAGE2_WEIGHTS_NAMES = ("stage2.pt", "best.pt")

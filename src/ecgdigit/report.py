@@ -39,8 +39,6 @@ def plot_score_report(report: ScoreReport, path: Optional[str] = None, title: st
 
 def breakdown_tables(report: ScoreReport, image_types=None) -> dict:
     """Score (dB of the mean linear SNR) per image type, per lead and per fs."""
-    import pandas as pd
-
     images = report.per_image.copy()
     images["type"] = images["image_id"].map(image_types or {}).fillna("?")
 

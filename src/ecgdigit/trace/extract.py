@@ -18,7 +18,7 @@ offset.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -346,13 +346,6 @@ def extract_record(prob: np.ndarray, lead_lengths: Mapping[str, int], fs: Option
     segs = trace_segments(y, peak, lead_lengths, fs, o, layout)
     fs = float(fs) if fs else lead_lengths[RHYTHM_LEAD] / RECORD_SECONDS
     return postprocess_record(segs, lead_lengths, fs, o, layout)
-
-
-def default_lead_lengths(fs: float) -> Dict[str, int]:
-    """number_of_rows per lead as test.csv gives them for a record sampled at fs."""
-    from ecgdigit.layout import LEADS, record_length, segment_length
-
-    return {lead: record_length(fs) if lead == RHYTHM_LEAD else segment_length(fs) for lead in LEADS}
 
 
 def expected_frame_scale(shape: Tuple[int, int], canonical: Tuple[int, int] = (CANONICAL_HEIGHT, CANONICAL_WIDTH)):

@@ -100,7 +100,8 @@ def _datasets(cfg: TrainConfig):
 def validate(model, dataset, device, amp: bool = False, batch_size: int = 2, progress: bool = True) -> dict:
     """Competition score (dB) of model -> extraction on `dataset`, overall and per image type."""
     from ecgdigit.trace.evaluation import score_records, truth_record
-    from ecgdigit.trace.extract import ExtractOptions, default_lead_lengths, extract_record
+    from ecgdigit.layout import default_lead_lengths
+    from ecgdigit.trace.extract import ExtractOptions, extract_record
 
     model.eval()
     truths, preds, fss, ids, types = [], [], [], [], []
