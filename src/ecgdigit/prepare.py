@@ -9,10 +9,12 @@ Output folder:
                              sub-pixel anti-aliased) built from the ground-truth CSV
   index.csv                  one row per prepared image (image_id, record_id, type, fs, confidence)
   rejected.csv               images the rectifier rejected or could not read, with the reason
+  prepared.json              where the ground truth lives (the input folder) and the rectifier used
 Resumable: an image whose files exist is skipped unless `overwrite`.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,5 +139,7 @@ def prepare_folder(input_dir, output_dir, workers: int = 1, limit: Optional[int]
     bar.close()
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("image_id").reset_index(drop=True)
     index.to_csv(out / "index.csv", index=False)
+    # Training reads the ground truth from the source folder (see train.data.PreparedTraceDataset).
+    (out / "prepared.json").write_text(json.dumps({"input_dir": str(input_dir.resolve()), "rectifier": rectifier}))
     pd.DataFrame(rejected, columns=["image_id", "path", "reason"]).to_csv(out / "rejected.csv", index=False)
     return index

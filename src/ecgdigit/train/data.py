@@ -113,6 +113,65 @@ class FolderTraceDataset:
         return _to_item(canon, masks, signals, fs, index, e.image_type or "")
 
 
+class PreparedTraceDataset:
+    """Images of a folder written by `ecgdigit.prepare` (notebooks/prepare): the cached canonical
+    image, the record's cached 4-band masks, and the ground truth from the source train folder. This
+    is how real competition images (rectified by stage 0 + 1) are trained on."""
+
+    def __init__(self, root, width: int = CANONICAL_WIDTH, types: Optional[Sequence[str]] = None,
+                 record_ids: Optional[Sequence[str]] = None):
+        import json
+
+        import pandas as pd
+
+        self.root = Path(root)
+        self.size = frame_size(width)
+        if not (self.root / "prepared.json").is_file() or not (self.root / "index.csv").is_file():
+            raise InputError(f"{self.root}: not a prepared folder (run notebooks/prepare first)")
+        self.source = Path(json.loads((self.root / "prepared.json").read_text())["input_dir"])
+        index = pd.read_csv(self.root / "index.csv", dtype={"image_id": str, "record_id": str, "type": str})
+        if types:
+            index = index[index["type"].isin(set(types))]
+        if record_ids is not None:
+            index = index[index["record_id"].isin(set(map(str, record_ids)))]
+        if index.empty:
+            raise InputError(f"{self.root}: no prepared images to train on")
+        self.index = index.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict:
+        import cv2
+
+        from ecgdigit.io import read_record_csv
+        from ecgdigit.prepare import read_masks_png
+
+        row = self.index.iloc[index]
+        path = self.root / "canonical" / f"{row['image_id']}.png"
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"{path}: cannot read the prepared image")
+        masks = read_masks_png(self.root / "masks" / f"{row['record_id']}.png")
+        w, h = self.size
+        if (w, h) != (image.shape[1], image.shape[0]):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            masks = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in masks])
+        record = read_record_csv(self.source / "train" / row["record_id"] / f"{row['record_id']}.csv")
+        signals = record.ffill().bfill().fillna(0.0).to_numpy()  # NaN outside the printed windows
+        return _to_item(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), masks, signals, float(row["fs"]), index,
+                        str(row["type"]))
+
+
+def trace_dataset(root, width: int = CANONICAL_WIDTH, types: Optional[Sequence[str]] = None,
+                  record_ids: Optional[Sequence[str]] = None):
+    """The folder dataset for `root`: a prepared folder (real or synthetic images, rectified by the
+    pipeline) or a synthetic train folder with labels/ (rectified by its exact labels)."""
+    if (Path(root) / "prepared.json").is_file():
+        return PreparedTraceDataset(root, width, types, record_ids)
+    return FolderTraceDataset(root, width, types, record_ids)
+
+
 def collate(items: list) -> dict:
     """Batch tensors of equal size; signals (different lengths) and scalars stay lists."""
     import torch

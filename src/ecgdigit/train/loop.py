@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ecgdigit.layout import CANONICAL_HEIGHT, CANONICAL_WIDTH
 from ecgdigit.nets.unet import SegmentationModel, load_model, save_model
-from ecgdigit.train.data import FolderTraceDataset, SyntheticTraceDataset, collate, make_folds
+from ecgdigit.train.data import SyntheticTraceDataset, collate, make_folds, trace_dataset
 from ecgdigit.train.losses import stage2_loss
 
 
@@ -83,15 +83,24 @@ def _datasets(cfg: TrainConfig):
         return train, val
     root = Path(cfg.data)
     if cfg.fold >= 0:
-        folds = make_folds(root / "train.csv", cfg.n_folds, cfg.seed, out=Path(cfg.out_dir) / "train_folds.csv")
+        train_csv = root / "train.csv"
+        if not train_csv.is_file() and (root / "prepared.json").is_file():  # a prepared folder: folds of its source
+            import json
+
+            train_csv = Path(json.loads((root / "prepared.json").read_text())["input_dir"]) / "train.csv"
+        folds = make_folds(train_csv, cfg.n_folds, cfg.seed, out=Path(cfg.out_dir) / "train_folds.csv")
         tr_ids = folds.loc[folds["fold"] != cfg.fold, "id"].astype(str).tolist()
         va_ids = folds.loc[folds["fold"] == cfg.fold, "id"].astype(str).tolist()
-        train = FolderTraceDataset(root, cfg.image_width, types, record_ids=tr_ids)
-        val = FolderTraceDataset(root, cfg.image_width, types, record_ids=va_ids)
+        train = trace_dataset(root, cfg.image_width, types, record_ids=tr_ids)
+        val = trace_dataset(root, cfg.image_width, types, record_ids=va_ids)
         if len(val) > cfg.val_samples:  # a fixed, evenly spread subset keeps validation affordable
-            val.entries = [val.entries[k] for k in np.linspace(0, len(val) - 1, cfg.val_samples).astype(int)]
+            keep = np.linspace(0, len(val) - 1, cfg.val_samples).astype(int)
+            if hasattr(val, "entries"):
+                val.entries = [val.entries[k] for k in keep]
+            else:
+                val.index = val.index.iloc[keep].reset_index(drop=True)
         return train, val
-    train = FolderTraceDataset(root, cfg.image_width, types)
+    train = trace_dataset(root, cfg.image_width, types)
     val = SyntheticTraceDataset(cfg.val_samples, seed=cfg.seed + 1_000_003, width=cfg.image_width, types=types)
     return train, val
 
