@@ -61,3 +61,13 @@ def test_built_notebook_runs_offline_and_matches_submit(tmp_path):
     solution = io.read_solution(data / "solution.csv")
     assert score(solution, kernel_sub) == pytest.approx(score(solution, cli_sub), abs=1e-9)
     np.testing.assert_allclose(kernel_sub["value"].to_numpy(), cli_sub["value"].to_numpy(), atol=1e-9)
+
+
+def test_kaggle_cli_is_installed_and_knows_kernels_push():
+    import shutil
+    import subprocess
+    import sys
+
+    kaggle = shutil.which("kaggle") or str(Path(sys.executable).parent / "kaggle")
+    out = subprocess.run([kaggle, "kernels", "push", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--path" in out.stdout
