@@ -141,7 +141,8 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--out-dir", required=True, help="run folder (checkpoints, log.csv, curves.png)")
     p.add_argument("--backbone", default="resnet34")
-    p.add_argument("--data", default="synthetic", help="'synthetic' or a folder written by `ecgdigit synth`")
+    p.add_argument("--data", default="synthetic",
+                   help="'synthetic' (on the fly), a synth train folder with labels/, or a folder from notebooks/prepare")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--samples-per-epoch", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=2)
