@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ecgdigit.io import IMAGE_TYPES  # noqa: E402
-from ecgdigit.synth.sample import get_degrader, make_sample  # noqa: E402
+from ecgdigit.synth.sample import make_sample  # noqa: E402
 
 
 def main() -> None:
@@ -30,9 +30,6 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     types = [t for t in args.types.split(",") if t]
-    if get_degrader() is None:
-        print("ecgdigit.synth.degrade not available: only 0001 is timed")
-        types = [t for t in types if t == "0001"]
     make_sample(args.seed, 10 ** 6, "0001")  # warm caches (fonts) before timing
     rates = {}
     print(f"{'type':>6} {'img/s/core':>11} {'cpu ms':>8} {'wall ms':>8} {'+png ms':>8}  size")

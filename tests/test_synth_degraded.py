@@ -4,9 +4,8 @@ import pytest
 
 from ecgdigit.layout import KEYPOINT_NAMES
 from ecgdigit.synth.render import PageStyle
-from ecgdigit.synth.sample import canonical_view, get_degrader, make_sample
+from ecgdigit.synth.sample import canonical_view, make_sample
 
-pytestmark = pytest.mark.skipif(get_degrader() is None, reason="ecgdigit.synth.degrade not merged yet")
 
 STYLE = PageStyle(grid="red", grid_large_rgb=(220, 0, 0), grid_small_rgb=(250, 200, 200), grid_large_width_px=2.0,
                   grid_small_strength=0.5, trace_rgb=(0, 0, 0), label_rgb=(0, 0, 230), trace_width_px=1.5,

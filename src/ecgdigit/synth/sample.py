@@ -12,7 +12,6 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ecgdigit.errors import EcgdigitError
 from ecgdigit.layout import (
     CANONICAL_HEIGHT,
     CANONICAL_WIDTH,
@@ -29,16 +28,6 @@ from ecgdigit.synth.traces import render_band_masks
 
 COMPETITION_FS = (250.0, 256.0, 500.0, 512.0, 1000.0, 1025.0)
 MESH_STEP = 16  # canonical pixels between the nodes of the stored canonical -> image mesh
-
-
-class IdentityWarp:
-    """The warp of an undegraded page (type 0001 when the degradation module is absent)."""
-
-    def forward(self, points: np.ndarray) -> np.ndarray:
-        return np.asarray(points, dtype=np.float64).copy()
-
-    def backward(self, points: np.ndarray) -> np.ndarray:
-        return np.asarray(points, dtype=np.float64).copy()
 
 
 @dataclass
@@ -84,22 +73,10 @@ def choose_fs(rng: np.random.Generator, fs_choices: Sequence[float] = COMPETITIO
     return float(fs_choices[rng.integers(len(fs_choices))])
 
 
-def get_degrader():
-    """The degradation entry point, or None when ecgdigit.synth.degrade is not installed."""
-    try:
-        from ecgdigit.synth.degrade import degrade
-    except ImportError:
-        return None
-    return degrade
-
-
 def degrade_page(page_rgb: np.ndarray, image_type: str, rng: np.random.Generator):
     """(image, orientation, warp) of `image_type` made from the clean page."""
-    degrade = get_degrader()
-    if degrade is None:
-        if image_type == "0001":
-            return page_rgb, 0, IdentityWarp()
-        raise EcgdigitError(f"image type {image_type} needs ecgdigit.synth.degrade, which is not available")
+    from ecgdigit.synth.degrade import degrade
+
     out = degrade(page_rgb, image_type, rng)
     image = np.ascontiguousarray(out.image)
     if image.ndim == 2:
@@ -184,4 +161,4 @@ def canonical_view(sample: SynthSample, width: int = CANONICAL_WIDTH, height: in
 
 
 __all__ = ["SynthSample", "make_sample", "sample_from_signals", "canonical_view", "canonical_mesh", "dense_map",
-           "canonical_grid", "record_rng", "COMPETITION_FS", "MESH_STEP", "KEYPOINT_NAMES", "IdentityWarp"]
+           "canonical_grid", "record_rng", "COMPETITION_FS", "MESH_STEP", "KEYPOINT_NAMES"]

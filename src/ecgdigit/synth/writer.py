@@ -23,7 +23,7 @@ from ecgdigit.errors import EcgdigitError, InputError
 from ecgdigit.io import IMAGE_TYPES, solution_rows, test_rows_for_image
 from ecgdigit.layout import LAYOUTS, LEAD_INDEX, LEADS, PAPER_SIZES, STANDARD_3X4, PaperLayout
 from ecgdigit.synth.labels import write_image_labels, write_record_labels
-from ecgdigit.synth.sample import COMPETITION_FS, choose_fs, get_degrader, record_rng, sample_from_signals
+from ecgdigit.synth.sample import COMPETITION_FS, choose_fs, record_rng, sample_from_signals
 from ecgdigit.synth.signals import simulate_record_with_params
 from ecgdigit.synth.traces import placement_sample_range
 
@@ -145,8 +145,6 @@ def generate_dataset(out, records: int, types: Sequence[str] = ("0001",), split:
         raise InputError(f"unknown paper {paper!r}; known: {', '.join(PAPER_SIZES)}")
     if len(set(types)) != len(types) or not types:
         raise InputError(f"types must be distinct and non-empty, got {types}")
-    if any(t != "0001" for t in types) and get_degrader() is None:
-        raise EcgdigitError("image types other than 0001 need ecgdigit.synth.degrade, which is not available")
     cfg = SynthConfig(str(out), int(records), types, split, int(seed), tuple(float(f) for f in fs_choices),
                       layout, paper, float(dpi), bool(labels))
     out = Path(out)
