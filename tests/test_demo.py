@@ -18,7 +18,7 @@ def test_demo_runs_and_teaches(tmp_path, capsys):
 
 
 def test_demo_end_to_end_on_one_type(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--types", "0001"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--types", "0001", "--records", "1"]) == 0
     printed = capsys.readouterr().out
     assert "0001" in printed and "score:" in printed and "s per image" in printed
     assert len(list((tmp_path / "overlays").glob("*_overlay.png"))) == 1

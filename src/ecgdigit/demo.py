@@ -90,7 +90,7 @@ def run_metric_lesson(out_dir: str = "demo_out", fs: float = 500, seed: int = 20
 DEMO_TYPES = ("0001", "0003", "0004", "0011", "0005", "0006")
 
 
-def run_demo(out_dir: str = "demo_out", records: int = 1, types=DEMO_TYPES, seed: int = 31337,
+def run_demo(out_dir: str = "demo_out", records: int = 3, types=DEMO_TYPES, seed: int = 31337,
              weights=None, workers: int = 1) -> str:
     """Synthesise a small test set, digitise it, score it per type, write overlays; returns the report."""
     from ecgdigit.submit import run_submit, score_submit_result
