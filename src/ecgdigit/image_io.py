@@ -28,35 +28,43 @@ class LoadedImage:
     scale: float  # image = original * scale (1.0 unless downscaled)
 
 
-def _to_uint8(img: np.ndarray, path: str) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return (img >> 8).astype(np.uint8) if img.max() > 255 else img.astype(np.uint8)
-    if np.issubdtype(img.dtype, np.floating):
-        finite = img[np.isfinite(img)]
-        if finite.size == 0:
-            raise InputError(f"{path}: image holds no finite pixel values")
-        hi = 1.0 if finite.max() <= 1.0 else float(finite.max())
-        return np.clip(np.nan_to_num(img) / hi * 255.0, 0, 255).astype(np.uint8)
-    raise InputError(f"{path}: unsupported pixel type {img.dtype}")
+def to_rgb_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """Any pixel array in RGB channel order -> contiguous uint8 (H, W, 3) RGB.
 
-
-def _to_rgb(img: np.ndarray, path: str) -> np.ndarray:
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.ndim != 3:
-        raise InputError(f"{path}: unsupported image shape {img.shape}")
-    channels = img.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if channels == 4:  # composite on white paper: transparent areas are blank paper, not black ink
-        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-        rgb = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB).astype(np.float32)
-        return (rgb * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
-    raise InputError(f"{path}: unsupported number of channels ({channels})")
+    Grey (H, W) / (H, W, 1), RGB, RGBA (composited on white: transparent areas are blank paper,
+    not black ink); uint8, bool, uint16 (16-bit scans; values that never pass 255 are kept as
+    they are), other integers (clipped) and floats (0..1 scaled by 255, larger ranges clipped).
+    `what` names the image in errors.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{what}: expected a numpy image array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputError(f"{what}: image of shape {image.shape} is neither grayscale nor RGB(A)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{what}: image of shape {image.shape} has no pixels")
+    if image.dtype == np.uint8:
+        out = image
+    elif image.dtype == np.bool_:
+        out = image.astype(np.uint8) * 255
+    elif image.dtype == np.uint16:
+        out = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8) if image.max() > 255 else image.astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.integer):
+        out = np.clip(image, 0, 255).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        img = np.nan_to_num(image.astype(np.float32))
+        if img.max(initial=0.0) <= 1.0:
+            img = img * 255.0
+        out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise InputError(f"{what}: pixel type {image.dtype} is not supported")
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    elif out.shape[2] == 4:
+        alpha = out[:, :, 3:4].astype(np.float32) / 255.0
+        out = (out[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(out)
 
 
 def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_PIXELS) -> LoadedImage:
@@ -75,12 +83,14 @@ def load_image(path: Union[str, os.PathLike], max_pixels: int = MAX_PIXELS) -> L
         # IMREAD_UNCHANGED ignores the EXIF orientation phones write; decode again honouring it.
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
-        img = _decode_with_pillow(path)
+        img = _decode_with_pillow(path)  # RGB(A) already
+    elif img.ndim == 3 and img.shape[2] in (3, 4):  # OpenCV decodes BGR(A)
+        img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]
     h, w = img.shape[:2]
     if min(h, w) < MIN_SIDE_PX:
         raise InputError(f"{path}: image is only {w} x {h} px, too small to hold a readable ECG "
                          f"(needs at least {MIN_SIDE_PX} px on each side)")
-    rgb = _to_rgb(_to_uint8(img, path), path)
+    rgb = to_rgb_uint8(img, path)
     scale = 1.0
     if h * w > max_pixels:
         scale = float(np.sqrt(max_pixels / (h * w)))
@@ -100,8 +110,6 @@ def _decode_with_pillow(path: str) -> np.ndarray:
             arr = np.asarray(im)
     except Exception as exc:  # Pillow raises many kinds for corrupt data
         raise InputError(f"{path}: cannot decode image - corrupt, truncated or not an image ({exc})") from None
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):  # Pillow gives RGB(A); the converters expect BGR(A)
-        arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
     if arr.dtype == np.int32:
         arr = np.clip(arr, 0, 65535).astype(np.uint16)
     return arr

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from ecgdigit import layout
 from ecgdigit.errors import InputError
+from ecgdigit.image_io import to_rgb_uint8
 
 N_ROWS = layout.LETTER.grid_horizontal_lines  # 44 horizontal lines j
 N_COLS = layout.LETTER.grid_vertical_lines  # 57 vertical lines i
@@ -50,39 +51,9 @@ class Rectification:
 
 
 def as_rgb_uint8(image) -> np.ndarray:
-    """Any reasonable image array -> contiguous uint8 RGB (H, W, 3).
-
-    Accepts grayscale (H, W) or (H, W, 1), RGB, RGBA (alpha dropped), uint8, uint16 (16-bit
-    scans), bool and float images (floats in 0..1 are scaled by 255, larger ranges are clipped).
-    """
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"rectify: expected a numpy image array, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-        raise InputError(f"rectify: image of shape {image.shape} is neither grayscale nor RGB(A)")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f"rectify: image of shape {image.shape} has no pixels")
-    if image.dtype == np.uint8:
-        out = image
-    elif image.dtype == np.bool_:
-        out = image.astype(np.uint8) * 255
-    elif image.dtype == np.uint16:
-        out = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    elif np.issubdtype(image.dtype, np.integer):
-        out = np.clip(image, 0, 255).astype(np.uint8)
-    elif np.issubdtype(image.dtype, np.floating):
-        img = np.nan_to_num(image.astype(np.float32))
-        if img.max(initial=0.0) <= 1.0:
-            img = img * 255.0
-        out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-    else:
-        raise InputError(f"rectify: image dtype {image.dtype} is not a pixel type")
-    if out.ndim == 2:
-        out = np.repeat(out[:, :, None], 3, axis=2)
-    elif out.shape[2] == 4:
-        out = out[:, :, :3]
-    return np.ascontiguousarray(out)
+    """Any reasonable image array (RGB order) -> contiguous uint8 RGB (H, W, 3); see
+    `ecgdigit.image_io.to_rgb_uint8`. Not an image -> InputError."""
+    return to_rgb_uint8(image, "rectify")
 
 
 def canonical_mesh(step: int = DENSE_MAP_STEP) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int]]:
