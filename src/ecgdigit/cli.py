@@ -174,6 +174,13 @@ def _run_train(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # submit
 # ---------------------------------------------------------------------------------------------
+def _add_model_arguments(p) -> None:
+    """--weights / --device, shared by the commands that digitise."""
+    p.add_argument("--weights", default=None,
+                   help="weights folder (stage2.pt, or a training run's best.pt; default: the no-weights path)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
 def _add_submit(sub) -> None:
     p = sub.add_parser(
         "submit", help="digitise a competition folder into a submission",
@@ -182,8 +189,7 @@ def _add_submit(sub) -> None:
         "flat fallback and is reported; the others are never lost.")
     p.add_argument("--input", required=True, help="competition folder: test.csv + test/, or train.csv + train/")
     p.add_argument("--output", default="submission.parquet", help="submission .parquet or .csv")
-    p.add_argument("--weights", default=None, help="weights folder (default: the classical, no-weights path)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_model_arguments(p)
     p.add_argument("--workers", type=int, default=1, help="worker processes (CPU)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (debugging)")
     p.add_argument("--overlays", default=None, help="also write an overlay PNG per image into this folder")
@@ -218,8 +224,7 @@ def _add_digitize(sub) -> None:
     p.add_argument("images", nargs="+", help="image files (png, jpg, bmp, tif, ...)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--fs", type=float, default=500.0, help="sampling rate of the output (default 500)")
-    p.add_argument("--weights", default=None, help="weights folder (default: the classical, no-weights path)")
-    p.add_argument("--device", default="cpu")
+    _add_model_arguments(p)
     p.add_argument("--no-wfdb", action="store_true", help="skip the WFDB records")
     p.set_defaults(func=_run_digitize)
 

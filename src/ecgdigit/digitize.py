@@ -77,6 +77,12 @@ def draw_overlay(result: DigitizeResult, scale: float = 0.5) -> np.ndarray:
     return canvas
 
 
+def write_overlay(result: DigitizeResult, path: Path) -> Path:
+    if not cv2.imwrite(str(path), cv2.cvtColor(draw_overlay(result), cv2.COLOR_RGB2BGR)):
+        raise InputError(f"{path}: could not write the overlay PNG")
+    return path
+
+
 def write_wfdb(table: pd.DataFrame, fs: float, name: str, out_dir: Path) -> List[Path]:
     import wfdb
 
@@ -104,7 +110,7 @@ def digitize_images(images: Sequence[str], out_dir: str, fs: float = 500.0, weig
             table = record_table(result.record, fs)
             files = [out / f"{name}.csv", out / f"{name}_overlay.png", out / f"{name}.json"]
             table.to_csv(files[0], index=False, float_format="%.4f")
-            cv2.imwrite(str(files[1]), cv2.cvtColor(draw_overlay(result), cv2.COLOR_RGB2BGR))
+            write_overlay(result, files[1])
             write_report_json(result, files[2], extra={"image": str(image)})
             if wfdb_records:
                 files += write_wfdb(table, fs, name, out)

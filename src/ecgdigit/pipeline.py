@@ -74,11 +74,9 @@ class Digitizer:
 
     def band_maps(self, canonical: np.ndarray) -> np.ndarray:
         """(4, H, W) float32 trace probabilities for a canonical-frame RGB image."""
-        if self.model is not None:
-            return self.model.band_maps(canonical)
-        from ecgdigit.trace.classical import classical_band_maps
+        from ecgdigit.trace.model import canonical_band_maps
 
-        return classical_band_maps(canonical)
+        return canonical_band_maps(canonical, self.model)
 
     def __call__(self, image: Union[str, Path, np.ndarray], fs: float = 500.0,
                  lead_lengths: Optional[Mapping[str, int]] = None) -> DigitizeResult:

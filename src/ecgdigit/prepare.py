@@ -45,16 +45,22 @@ class PrepareJob:
     overwrite: bool
 
 
+def ground_truth_signals(record_csv: Path) -> np.ndarray:
+    """(n, 12) mV of a ground-truth CSV with the unplotted NaN filled from the nearest sample.
+
+    Masks and targets only use each lead's plotted window; the fill keeps a stray NaN sample at a
+    window edge (e.g. 2562.5 samples at 1025 Hz) from becoming a wild line.
+    """
+    return io.read_record_csv(record_csv)[list(LEADS)].ffill().bfill().fillna(0.0).to_numpy()
+
+
 def record_masks(record_csv: Path) -> np.ndarray:
     """(4, 1700, 4400) uint8 band masks drawn from a ground-truth CSV (NaN where not plotted)."""
+    from ecgdigit.layout import RECORD_SECONDS
     from ecgdigit.synth.traces import render_band_masks
 
-    df = io.read_record_csv(record_csv)
-    fs = len(df) / 10.0
-    # The polylines only use each lead's plotted window; filling NaN keeps a stray NaN sample at a
-    # window edge (e.g. 2562.5 samples at 1025 Hz) from becoming a wild line.
-    signals = df[list(LEADS)].ffill().bfill().fillna(0.0).to_numpy()
-    return render_band_masks(signals, fs)
+    signals = ground_truth_signals(record_csv)
+    return render_band_masks(signals, len(signals) / RECORD_SECONDS)
 
 
 def _write_masks(masks: np.ndarray, path: Path) -> None:

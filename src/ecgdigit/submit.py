@@ -59,16 +59,11 @@ def _digitize_one(job):
 
     image_id, path, fs, lengths = job
     try:
-        if not Path(path).exists():
-            raise InputError(f"{path}: file not found")
-        result = _worker_digitizer(path, fs=fs, lead_lengths=lengths)
+        result = _worker_digitizer(path, fs=fs, lead_lengths=lengths)  # a missing file is an InputError
         if _worker_overlay_dir is not None:
-            import cv2
+            from ecgdigit.digitize import write_overlay
 
-            from ecgdigit.digitize import draw_overlay
-
-            cv2.imwrite(str(_worker_overlay_dir / f"{image_id}_overlay.png"),
-                        cv2.cvtColor(draw_overlay(result), cv2.COLOR_RGB2BGR))
+            write_overlay(result, _worker_overlay_dir / f"{image_id}_overlay.png")
         return image_id, result.record, None
     except EcgdigitError as exc:
         return image_id, fallback_record(lengths), str(exc)

@@ -61,6 +61,18 @@ class TraceModel:
         return _band_maps(self.model, image, self.device, self.amp, self.width)
 
 
+def canonical_band_maps(image: np.ndarray, model: Union["TraceModel", str, None] = None) -> np.ndarray:
+    """(4, H, W) band maps of a canonical-frame RGB image: from `model` (a TraceModel or a checkpoint
+    path) or, without one, from the classical extractor."""
+    if model is None:
+        from ecgdigit.trace.classical import classical_band_maps
+
+        return classical_band_maps(image)
+    if not isinstance(model, TraceModel):
+        model = TraceModel(model)
+    return model.band_maps(image)
+
+
 def digitize_canonical(image: np.ndarray, lead_lengths: Mapping[str, int], fs: Optional[float] = None,
                        model: Union[TraceModel, str, None] = None, extract_options=None) -> dict:
     """Canonical-frame RGB image -> record (lead -> mV array of lead_lengths[lead] values).
@@ -69,12 +81,9 @@ def digitize_canonical(image: np.ndarray, lead_lengths: Mapping[str, int], fs: O
     """
     from dataclasses import replace
 
-    from ecgdigit.trace.classical import classical_band_maps
     from ecgdigit.trace.extract import ExtractOptions, extract_record
 
-    if isinstance(model, str) or (model is not None and not isinstance(model, TraceModel)):
-        model = TraceModel(model)
-    maps = model.band_maps(image) if model is not None else classical_band_maps(image)
+    maps = canonical_band_maps(image, model)
     h, w = image.shape[:2]
     o = extract_options or ExtractOptions()
     if (h, w) not in ((CANONICAL_HEIGHT, CANONICAL_WIDTH), (NETWORK_CROP_HEIGHT, NETWORK_CROP_WIDTH)):

@@ -144,8 +144,7 @@ class PreparedTraceDataset:
     def __getitem__(self, index: int) -> dict:
         import cv2
 
-        from ecgdigit.io import read_record_csv
-        from ecgdigit.prepare import read_masks_png
+        from ecgdigit.prepare import ground_truth_signals, read_masks_png
 
         row = self.index.iloc[index]
         path = self.root / "canonical" / f"{row['image_id']}.png"
@@ -157,8 +156,7 @@ class PreparedTraceDataset:
         if (w, h) != (image.shape[1], image.shape[0]):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             masks = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in masks])
-        record = read_record_csv(self.source / "train" / row["record_id"] / f"{row['record_id']}.csv")
-        signals = record.ffill().bfill().fillna(0.0).to_numpy()  # NaN outside the printed windows
+        signals = ground_truth_signals(self.source / "train" / row["record_id"] / f"{row['record_id']}.csv")
         return _to_item(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), masks, signals, float(row["fs"]), index,
                         str(row["type"]))
 
