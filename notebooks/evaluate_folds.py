@@ -47,6 +47,8 @@ data, out = Path(data_dir), Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
 folds = pd.read_csv(folds_csv, dtype={"id": str}) if folds_csv else make_folds(data / "train.csv", out=out / "train_folds.csv")
 records = folds.loc[folds["fold"] == fold, "id"].astype(str).tolist()
+if not records:
+    raise ValueError(f"fold {fold} holds no record (folds present: {sorted(folds['fold'].unique())})")
 print(f"fold {fold}: {len(records)} record(s)")
 result = run_submit(data, out / "oof_submission.parquet", weights=weights or None, workers=workers,
                     limit=limit or None, records=records)
