@@ -28,6 +28,7 @@ class TrackOptions:
     slope_allowance: float = 25.0  # px per skipped column before a gap costs
     prior_y: Optional[float] = None  # optional preferred y (e.g. the band baseline) ...
     prior_cost: float = 0.0  # ... and its cost per pixel of distance
+    saturation: float = 1.0  # runs peaking at or above this all count as sure ink
 
 
 def column_runs(p: np.ndarray, threshold: float, max_candidates: int):
@@ -74,7 +75,7 @@ def track_runs(p: np.ndarray, options: Optional[TrackOptions] = None) -> Tuple[n
     top, bottom, peak = column_runs(p, o.candidate_threshold, o.max_candidates)
     w, k = top.shape
     present = top >= 0
-    unary = np.where(present, -np.log(np.maximum(peak, 1e-6)), np.inf)
+    unary = np.where(present, -np.log(np.clip(peak / o.saturation, 1e-6, 1.0)), np.inf)
     if o.prior_y is not None and o.prior_cost > 0:
         centre = 0.5 * (top + bottom)
         unary = unary + np.where(present, o.prior_cost * np.abs(centre - o.prior_y), 0.0)
