@@ -26,7 +26,16 @@ def test_submit_scores_a_clean_render(test_folder, tmp_path, capsys):
     io.validate_submission(pd.read_parquet(out), test_df)
     assert "0 fell back" in printed
     score = float(printed.split("score: ")[1].split(" dB")[0])
-    assert score > 5, printed  # the no-weights path reads a clean render (a flat fallback scores ~0 dB)
+    assert score > 15, printed  # the no-weights path reads a clean render (a flat fallback scores ~0 dB)
+    # The same submission scored against an explicit solution file elsewhere gives the same figure.
+    moved = tmp_path / "elsewhere_solution.csv"
+    shutil.copy(test_folder / "solution.csv", moved)
+    root = tmp_path / "no_solution"
+    shutil.copytree(test_folder, root)
+    (root / "solution.csv").unlink()
+    assert main(["submit", "--input", str(root), "--output", str(tmp_path / "s2.csv"), "--solution", str(moved)]) == 0
+    again = capsys.readouterr().out
+    assert float(again.split("score: ")[1].split(" dB")[0]) == pytest.approx(score, abs=1e-6)
 
 
 def test_one_bad_image_never_loses_the_others(test_folder, tmp_path, capsys):

@@ -195,6 +195,8 @@ def _add_submit(sub) -> None:
     p.add_argument("--overlays", default=None, help="also write an overlay PNG per image into this folder")
     p.add_argument("--score", action="store_true",
                    help="train layout or a test folder with solution.csv: score the submission, per type")
+    p.add_argument("--solution", default=None,
+                   help="score the submission against this competition-format solution CSV (implies --score)")
     p.set_defaults(func=_run_submit)
 
 
@@ -207,8 +209,8 @@ def _run_submit(args) -> int:
                         workers=args.workers, limit=args.limit, overlay_dir=args.overlays)
     print(f"{result.n_images} image(s) in {result.seconds:.1f} s ({result.n_images / max(result.seconds, 1e-9):.2f} img/s); "
           f"{len(result.failures)} fell back; submission: {result.output}")
-    if args.score:
-        print(score_submit_result(result, Path(args.input)))
+    if args.score or args.solution:
+        print(score_submit_result(result, Path(args.input), args.solution))
     return 0
 
 

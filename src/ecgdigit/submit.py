@@ -140,13 +140,21 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
     return SubmitResult(submission, out, failures, time.perf_counter() - t0, len(jobs), image_types)
 
 
-def score_submit_result(result: SubmitResult, input_dir: Path) -> str:
+def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Optional[Path] = None) -> str:
     """Score a submit run against its folder's truth: a train layout's CSVs, or solution.csv beside
-    test.csv (as `ecgdigit synth --split test` writes it). Per image type where types are known."""
+    test.csv (as `ecgdigit synth --split test` writes it), or an explicit competition-format
+    `solution_path`. Per image type where types are known."""
     from ecgdigit.metric import format_report, score_breakdown
 
+    input_dir = Path(input_dir)
     split = io.find_competition_split(input_dir)
-    if split == "train":
+    if solution_path is not None:
+        solution = io.read_solution(Path(solution_path))
+        solution = solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(result.image_types))]
+        if solution.empty:
+            raise InputError(f"{solution_path}: no rows for the {len(result.image_types)} digitised image(s)")
+        types = result.image_types if split == "train" else {}
+    elif split == "train":
         solution = io.solution_from_train_folder(input_dir, image_ids=list(result.image_types))
         types = result.image_types
     else:

@@ -48,14 +48,19 @@ class ClassicalOptions:
     ink_high: Optional[float] = None  # darkness mapped to 1 (None: from the image)
     window_up_mv: float = 3.0  # band search window above the baseline
     window_down_mv: float = 3.0  # and below it
+    top_row_window_up_mv: float = 5.0  # the first row has only the header above it: tall R waves fit
     prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance)
     jump_cost: float = 0.1
     gap_prob: float = 0.05
     threshold: float = 0.3  # candidate runs: ink >= this
+    max_candidates: int = 12  # strongest runs kept per column (grid lines and text compete with the trace)
     centre_weighting: bool = True  # weight by distance to the ink edge (step 3)
     line_sigma: float = 0.8  # px, output line profile (0: return the weighted tracked runs)
     label_weight: float = 1.0  # ink in lead-label boxes counts this much (0.4 measured worse: 15.4 vs 17.8 dB)
     label_box: tuple = (-10, 130, -30, 12)  # canonical px around each label node: x0, x1, y0, y1
+    label_cost: float = 0.5  # extra tracking cost per column for a run centred in a label box
+    wide_window_mv: float = 4.5  # second pass: window +- this around the baseline (0: no second pass) ...
+    claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column
     slope_allowance: float = 10.0  # px of free vertical gap per column the path skips
     # Ink at or above this is sure ink: the path must not prefer thick black text or a neighbour's
     # bolder stroke over its own fainter trace (1.0 -> 0.6: 0001 18.1 -> 24.8 dB, 0003 16.6 -> 22.9).
@@ -120,21 +125,22 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     sx = w / 4400 if w not in (4400, 4352) else 1.0
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
     x1 = min(int(np.ceil((CANONICAL_X_T10 + o.x_margin_px) * sx)) + 1, w)
-    maps = np.zeros((len(CANONICAL_BASELINES_Y), h, w), dtype=np.float32)
-    for band, base in enumerate(CANONICAL_BASELINES_Y):
-        y0 = max(int((base - o.window_up_mv * CANONICAL_PX_PER_MV) * sy), 0)
-        y1 = min(int(np.ceil((base + o.window_down_mv * CANONICAL_PX_PER_MV) * sy)) + 1, h)
-        window = ink[y0:y1, x0:x1]
-        track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
-                             slope_allowance=o.slope_allowance, saturation=o.saturation,
-                             prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
-        # The pen jumps between the segments of a row: the tracking restarts at each boundary.
-        cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
-        edges = [0] + cuts + [x1 - x0]
-        pieces = [track_runs(window[:, a:z], track) for a, z in zip(edges[:-1], edges[1:])]
-        top = np.concatenate([t for t, _ in pieces])
-        bottom = np.concatenate([b for _, b in pieces])
-        maps[band, y0:y1, x0:x1] = keep_tracked(window, top, bottom)
+    labels = o.label_cost * _label_boxes(h, w, o) if o.label_cost > 0 else np.zeros((h, w), np.float32)
+    n_bands = len(CANONICAL_BASELINES_Y)
+    tracks = [_track_band(ink, band, (x0, x1), (sx, sy), o.window_up_mv, o.window_down_mv, labels, o)
+              for band in range(n_bands)]
+    if o.wide_window_mv > max(o.window_up_mv, o.window_down_mv):
+        # Second pass: each band looks further (tall R waves, deep S waves) while the runs its
+        # neighbours took in the first pass cost extra, so it only borrows them where it must
+        # (a true crossing), not for a whole T wave.
+        claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks]
+        tracks = [_track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
+                              labels + o.claim_cost * np.clip(np.maximum.reduce(
+                                  [claimed[b] for b in range(n_bands) if b != band]) - claimed[band], 0, 1), o)
+                  for band in range(n_bands)]
+    maps = np.zeros((n_bands, h, w), dtype=np.float32)
+    for band, (y0, y1, top, bottom) in enumerate(tracks):
+        maps[band, y0:y1, x0:x1] = keep_tracked(ink[y0:y1, x0:x1], top, bottom)
     peak = maps.max(axis=1)  # (4, W) ink level of the tracked run
     if o.centre_weighting:
         maps *= centre_weights(ink)[None]
@@ -142,6 +148,42 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     if o.line_sigma <= 0:
         return maps
     return _thin_lines(maps, peak, o.line_sigma)
+
+
+def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: float, down_mv: float,
+                penalty: np.ndarray, o: ClassicalOptions):
+    """Track one band's trace inside its window; returns (y0, y1, top, bottom): the window's rows and
+    per column (x1 - x0 of them) the chosen run's top and bottom window rows (-1 where skipped)."""
+    (x0, x1), (sx, sy) = xs, scale
+    h, w = ink.shape
+    base = CANONICAL_BASELINES_Y[band]
+    if band == 0:
+        up_mv = max(up_mv, o.top_row_window_up_mv)
+    y0 = max(int((base - up_mv * CANONICAL_PX_PER_MV) * sy), 0)
+    y1 = min(int(np.ceil((base + down_mv * CANONICAL_PX_PER_MV) * sy)) + 1, h)
+    window = ink[y0:y1, x0:x1]
+    track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
+                         max_candidates=o.max_candidates, slope_allowance=o.slope_allowance, saturation=o.saturation,
+                         prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
+    # The pen jumps between the segments of a row: the tracking restarts at each boundary.
+    cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
+    edges = [0] + cuts + [x1 - x0]
+    pen = penalty[y0:y1, x0:x1]
+    pieces = [track_runs(window[:, a:z], track, pen[:, a:z]) for a, z in zip(edges[:-1], edges[1:])]
+    top = np.concatenate([t for t, _ in pieces])
+    bottom = np.concatenate([b for _, b in pieces])
+    return y0, y1, top, bottom
+
+
+def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2) -> np.ndarray:
+    """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px), 0 elsewhere."""
+    rows = np.arange(h)[:, None]
+    on = top >= 0
+    t = np.where(on, top + y0 - pad, h)
+    b = np.where(on, bottom + y0 + pad, -1)
+    out = np.zeros((h, w), np.float32)
+    out[:, x0:x0 + len(top)] = ((rows >= t[None, :]) & (rows <= b[None, :])).astype(np.float32)
+    return out
 
 
 def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
@@ -171,6 +213,20 @@ def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
     dist = cv2.distanceTransform((half >= level).astype(np.uint8), cv2.DIST_L2, 5)
     dist = cv2.resize(dist, (w, h), interpolation=cv2.INTER_LINEAR)
     return dist / max(float(dist.max()), 1e-6)
+
+
+def _label_boxes(h: int, w: int, o: ClassicalOptions) -> np.ndarray:
+    """float32 (h, w): 1 inside the lead-label boxes of the layout, 0 elsewhere."""
+    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
+    sx = 1.0 if w in (4400, 4352) else w / 4400
+    out = np.zeros((h, w), np.float32)
+    x0b, x1b, y0b, y1b = o.label_box
+    for j, i in STANDARD_3X4.label_nodes:
+        nx, ny = grid_node_canonical(j, i)
+        xa, xb = int(max((nx + x0b) * sx, 0)), int(min((nx + x1b) * sx, w))
+        ya, yb = int(max((ny + y0b) * sy, 0)), int(min((ny + y1b) * sy, h))
+        out[ya:yb, xa:xb] = 1.0
+    return out
 
 
 def _down_weight_labels(ink: np.ndarray, o: ClassicalOptions) -> np.ndarray:

@@ -69,13 +69,21 @@ def _gap(top_a, bottom_a, top_b, bottom_b):
     return np.maximum(0.0, np.maximum(top_b - bottom_a - 1, top_a - bottom_b - 1))
 
 
-def track_runs(p: np.ndarray, options: Optional[TrackOptions] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """The chosen run per column: (top, bottom) int arrays (W,), -1 where the path skips the column."""
+def track_runs(p: np.ndarray, options: Optional[TrackOptions] = None,
+               penalty: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The chosen run per column: (top, bottom) int arrays (W,), -1 where the path skips the column.
+
+    `penalty` (same shape as p, optional): an extra cost for a run whose centre lies on that pixel,
+    e.g. where lead labels are printed, so that the path goes there only when nothing else continues it.
+    """
     o = options or TrackOptions()
     top, bottom, peak = column_runs(p, o.candidate_threshold, o.max_candidates)
     w, k = top.shape
     present = top >= 0
     unary = np.where(present, -np.log(np.clip(peak / o.saturation, 1e-6, 1.0)), np.inf)
+    if penalty is not None:
+        centre_row = np.clip((top + bottom) // 2, 0, p.shape[0] - 1)
+        unary = unary + np.where(present, penalty[centre_row, np.arange(w)[:, None]], 0.0)
     if o.prior_y is not None and o.prior_cost > 0:
         centre = 0.5 * (top + bottom)
         unary = unary + np.where(present, o.prior_cost * np.abs(centre - o.prior_y), 0.0)
