@@ -537,8 +537,10 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
     return t
 
 
-def _orient_and_anchor(dark: np.ndarray, model: GridModel):
-    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
+def _ink_raster(dark: np.ndarray, model: GridModel):
+    """(ink, on_grid): the darkness resampled to lattice space (S samples per box, cells centred
+    on nodes) with the grid removed and scaled to 0..1, and the boxes inside the detected grid.
+    None when there is no ink at all."""
     S = INK_SAMPLES_PER_BOX
     nm, nk = model.found.shape
     field = model.field()
@@ -561,6 +563,17 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     if scale < 1e-3:
         return None
     obs = np.minimum(obs / scale, 1.0)
+    return obs, on_grid
+
+
+def _orient_and_anchor(dark: np.ndarray, model: GridModel):
+    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
+    S = INK_SAMPLES_PER_BOX
+    raster = _ink_raster(dark, model)
+    if raster is None:
+        return None
+    obs, on_grid = raster
+    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     level = np.median(obs[on_grid_px])
     obs0 = np.where(on_grid_px, obs - level, 0.0)
     tmpl = _layout_template(S)
@@ -650,6 +663,27 @@ def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
     return np.round(coef_r), np.round(coef_c)
 
 
+def _page_node_field(model: GridModel, code: int, dj: int, di: int, swx: float, swy: float):
+    """(node field (44 + 2m, 57 + 2m, 2) in original image px, page nodes detected (44, 57))."""
+    nm, nk = model.found.shape
+    coef_r, coef_c = _relative_of_absolute(code, dj, di, nm, nk)
+    m = NODE_MARGIN
+    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
+                         indexing="ij")
+    rr = coef_r[0] + coef_r[1] * JJ + coef_r[2] * II
+    cc = coef_c[0] + coef_c[1] * JJ + coef_c[2] * II
+    node_w = model.at(cc + model.k0, rr + model.m0)
+    node_field = np.empty_like(node_w)
+    node_field[..., 0] = (node_w[..., 0] + 0.5) / swx - 0.5
+    node_field[..., 1] = (node_w[..., 1] + 0.5) / swy - 0.5
+    ri = rr[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    ci = cc[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    inwin = (ri >= 0) & (ri < nm) & (ci >= 0) & (ci < nk)
+    found = np.zeros((N_ROWS, N_COLS), bool)
+    found[inwin] = model.found[ri[inwin], ci[inwin]]
+    return node_field, found
+
+
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
@@ -729,22 +763,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if oa is None:
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
     code, dj, di, score, margin, ink_total = oa
-    nm, nk = model.found.shape
-    coef_r, coef_c = _relative_of_absolute(code, dj, di, nm, nk)
-    m = NODE_MARGIN
-    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
-                         indexing="ij")
-    rr = coef_r[0] + coef_r[1] * JJ + coef_r[2] * II
-    cc = coef_c[0] + coef_c[1] * JJ + coef_c[2] * II
-    node_w = model.at(cc + model.k0, rr + model.m0)
-    node_field = np.empty_like(node_w)
-    node_field[..., 0] = (node_w[..., 0] + 0.5) / swx - 0.5
-    node_field[..., 1] = (node_w[..., 1] + 0.5) / swy - 0.5
-    ri = rr[m:m + N_ROWS, m:m + N_COLS].astype(int)
-    ci = cc[m:m + N_ROWS, m:m + N_COLS].astype(int)
-    inwin = (ri >= 0) & (ri < nm) & (ci >= 0) & (ci < nk)
-    found = np.zeros((N_ROWS, N_COLS), bool)
-    found[inwin] = model.found[ri[inwin], ci[inwin]]
+    node_field, found = _page_node_field(model, code, dj, di, swx, swy)
     n_found = int(found.sum())
     outside = int(model.found.sum()) - n_found
     conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2)
