@@ -7,6 +7,7 @@ share of images rejected (confidence 0), mean confidence, and CPU seconds per im
     PYTHONPATH=src python bench/bench_rectify.py --records 10 --seed 9100
     PYTHONPATH=src python bench/bench_rectify.py --external /work/shared/external --records 0
     PYTHONPATH=src python bench/bench_rectify.py --photo-speed   # one 4032 x 3024 photo, 1 thread
+    PYTHONPATH=src python bench/bench_rectify.py --rectifier learned --weights runs/stage01
 
 Acceptance (issue 4, classical): mean node error <= 0.2 mm on 0001/0003/0004/0011/0012,
 <= 0.6 mm on 0005/0006/0009/0010; orientation right on >= 99 %.
@@ -91,7 +92,7 @@ def print_table(rows, title):
           " 'grid o%': orientation accuracy over pages printed with a grid - synth draws 8% gridless pages)")
 
 
-def run_synthetic(types, records, seed, all_orientations):
+def run_synthetic(types, records, seed, all_orientations, rectify):
     from ecgdigit.synth.sample import make_sample
 
     rows = defaultdict(list)
@@ -109,7 +110,7 @@ def run_synthetic(types, records, seed, all_orientations):
                     image = layout.apply_orientation(image, extra)
                     code = extra
         t0 = time.perf_counter()
-        r = rectify_to_canonical(image)
+        r = rectify(image)
         sec = time.perf_counter() - t0
         err = node_errors_mm(r.nodes, truth, image.shape)
         rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
@@ -121,7 +122,7 @@ def run_synthetic(types, records, seed, all_orientations):
     return rows
 
 
-def run_external(folder):
+def run_external(folder, rectify):
     """ecg-image-kit renders (README geometry: grid from the page's top-left, 200 dpi)."""
     rows = defaultdict(list)
     px_per_mm = layout.mm_to_pixels(1.0, 200)
@@ -129,7 +130,7 @@ def run_external(folder):
         variant = os.path.basename(path)[-8:-4]
         image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
         t0 = time.perf_counter()
-        r = rectify_to_canonical(image)
+        r = rectify(image)
         sec = time.perf_counter() - t0
         # the kit's traces start at grid line 3 (x = 15 mm) and its row-1 baseline is at 708.3 px,
         # i.e. horizontal line 0 sits at y = 708.3 - 89.05 mm (layout baseline) in pixels
@@ -145,22 +146,39 @@ def run_external(folder):
     return rows
 
 
-def photo_speed():
-    """Time one 4032 x 3024 synthetic photo (type 0005) on one CPU thread."""
+def photo_speed(rectify, types=("0005", "0006", "0009", "0010")):
+    """Time 4032 x 3024 synthetic photos (one per photo type) on ONE CPU thread (cv2, torch, BLAS)."""
+    import contextlib
+
     from ecgdigit.synth.sample import make_sample
 
     cv2.setNumThreads(1)
-    smp = make_sample(424242, 0, "0005")
-    img = smp.image
-    if img.shape[1] < img.shape[0]:
-        img = np.ascontiguousarray(np.rot90(img))
-    img = cv2.resize(img, (4032, 3024)) if img.shape[:2] != (3024, 4032) else img
-    rectify_to_canonical(img)  # warm-up (imports, template)
-    t0 = time.perf_counter()
-    r = rectify_to_canonical(img)
-    sec = time.perf_counter() - t0
-    print(f"\n4032 x 3024 photo, 1 thread: {sec:.2f} s (confidence {r.confidence:.2f} {r.reason}) stages: " +
-          " ".join(f"{k}={v:.2f}" for k, v in r.timings.items()))
+    try:  # the learned rectifier runs torch: one thread too
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        one_blas = threadpool_limits(1)
+    except ImportError:  # numpy/scipy BLAS threads: set OMP_NUM_THREADS=1 instead
+        one_blas = contextlib.nullcontext()
+    print("\n4032 x 3024 photos, 1 thread:")
+    with one_blas:
+        for k, t in enumerate(types):
+            img = make_sample(424242, k, t).image
+            if img.shape[1] < img.shape[0]:
+                img = np.ascontiguousarray(np.rot90(img))
+            img = cv2.resize(img, (4032, 3024)) if img.shape[:2] != (3024, 4032) else img
+            if k == 0:
+                rectify(img)  # warm-up (imports, template)
+            t0 = time.perf_counter()
+            r = rectify(img)
+            sec = time.perf_counter() - t0
+            print(f"  {t}: {sec:5.2f} s (confidence {r.confidence:.2f}) stages: "
+                  + " ".join(f"{k_}={v:.2f}" for k_, v in r.timings.items()))
 
 
 def main():
@@ -171,16 +189,22 @@ def main():
     ap.add_argument("--all-orientations", action="store_true",
                     help="also turn upright samples into a random one of the 8 orientation codes")
     ap.add_argument("--external", default=None, help="folder of ecg-image-kit renders (its README geometry)")
-    ap.add_argument("--photo-speed", action="store_true")
+    ap.add_argument("--photo-speed", action="store_true",
+                    help="also time one 4032 x 3024 photo on one CPU thread (cv2 / torch / BLAS)")
+    ap.add_argument("--rectifier", choices=("classical", "learned"), default="classical")
+    ap.add_argument("--weights", default=None, help="checkpoint folder of the learned rectifier")
     args = ap.parse_args()
+
+    def rectify(image):
+        return rectify_to_canonical(image, method=args.rectifier, weights=args.weights)
     if args.records > 0:
-        rows = run_synthetic(args.types.split(","), args.records, args.seed, args.all_orientations)
-        print_table(rows, f"synthetic, seed {args.seed}, {args.records} records per type"
+        rows = run_synthetic(args.types.split(","), args.records, args.seed, args.all_orientations, rectify)
+        print_table(rows, f"{args.rectifier} rectifier, synthetic, seed {args.seed}, {args.records} records per type"
                           + (", random extra orientation" if args.all_orientations else ""))
     if args.external:
-        print_table(run_external(args.external), f"external renders in {args.external} (0105/0106: orientation only)")
+        print_table(run_external(args.external, rectify), f"external renders in {args.external} (0105/0106: orientation only)")
     if args.photo_speed:
-        photo_speed()
+        photo_speed(rectify)
 
 
 if __name__ == "__main__":

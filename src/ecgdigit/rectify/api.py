@@ -125,11 +125,13 @@ def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np
                          reason=reason, timings=timings, method=method)
 
 
-def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", **options) -> Rectification:
+def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weights=None, **options) -> Rectification:
     """Rectify `image` (RGB or grayscale array, any size/orientation) to the canonical frame.
 
     method "classical": no weights, see `ecgdigit.rectify.classical`. Options are passed on to
-    the method (classical: `interpolation` (cv2 flag), `work_px_per_mm`).
+    the method (classical: `interpolation` (cv2 flag), `work_px_per_box`).
+    method "learned": `ecgdigit.rectify.learned.rectify_learned(image, weights=weights, **options)`
+    (imported only when asked for, so the classical path needs no torch).
     Raises InputError for arrays that are not images; unusable pages give confidence 0 + reason.
     """
     if method == "classical":
@@ -137,5 +139,7 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", **opti
 
         return rectify_classical(image, **options)
     if method == "learned":
-        raise InputError("rectify: the learned rectifier is not available yet; use method='classical'")
+        from ecgdigit.rectify.learned import rectify_learned
+
+        return rectify_learned(image, weights=weights, **options)
     raise InputError(f"rectify: unknown method {method!r} (expected 'classical' or 'learned')")

@@ -41,14 +41,24 @@ PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
+INK_GROW_BOXES = 3  # the ink is read this many boxes beyond the detected grid
+INK_PAPER_FACTOR = 2.0
+INK_PAPER_ABS = 0.05
 _DEBUG = False
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
 LABEL_WEIGHT = 1.0
+# header text (top left, 8..20 mm from the page's left edge, 4 lines from 4..8 mm down) and the
+# speed/gain line (under the last row, starting 0..40 mm after time 0): regions nearly always inked
+HEADER_WEIGHT = 0.5
+MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
+HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
+SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
 MAX_WINDOW_BOXES = 75
+MULTIPLE_LINE_RATIO = 0.5  # lines of a found period this much weaker than the strongest: a multiple is the grid
 CLIP_PCT = {True: 99.5, False: 98.0}  # grid-feature clip: colour grid / darkness (limits traces)
 
 
@@ -186,6 +196,9 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     cnt = np.bincount(idx)
     prof = np.bincount(idx, weights=fv) / np.maximum(cnt, 1)
     prof = prof[cnt > 0] if (cnt > 0).all() else np.interp(np.arange(len(cnt)), np.nonzero(cnt)[0], prof[cnt > 0])
+    # pixel centres fill the sub-pixel bins unevenly (exactly so on unrotated scans): that leaves a
+    # 1 px period whose multiples (5 px, 10 px) can outscore the grid; half a pixel of blur removes it
+    prof = ndimage.gaussian_filter1d(prof, 0.5 / binw)
     prof = prof - ndimage.uniform_filter1d(prof, int(4 * pitch_range[1] / binw) | 1)
     n = len(prof)
     lo_f = max(2, int(2.2 / binw))  # smallest period worth looking at (small grid at low resolution)
@@ -226,16 +239,36 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
     den = y0 - 2 * y1 + y2
     pitch = (best + (0.5 * (y0 - y2) / den if den < 0 else 0.0)) * binw
+    # a multiple of the found period is the large grid when the found lines are not all alike:
+    # a half-pitch lattice alternates large lines with empty gaps, a small-grid one has every
+    # fifth line strong
+    for mult in (2, 5):
+        if mult * pitch > pitch_range[1]:
+            continue
+        fold = _fold(tv, fv, mult * pitch)
+        nb = len(fold)
+        base = float(np.median(fold))
+        k0 = int(np.argmax(fold))
+        heights = np.array([fold[[(k0 + round(k * nb / mult) + d) % nb for d in (-1, 0, 1)]].max() - base
+                            for k in range(mult)])
+        if heights[0] > 0 and np.sort(heights)[-2] < MULTIPLE_LINE_RATIO * heights[0]:
+            pitch = mult * pitch
+            break
     # phase: fold the central pixels modulo the pitch
-    nb = 64
-    ph = np.floor((np.mod(tv, pitch) / pitch) * nb).astype(np.int64) % nb
-    fold = np.bincount(ph, weights=fv, minlength=nb) / np.maximum(np.bincount(ph, minlength=nb), 1)
-    fold = ndimage.gaussian_filter1d(fold, 1.0, mode="wrap")
+    fold = _fold(tv, fv, pitch)
+    nb = len(fold)
     pk = _circular_peak(fold, int(np.argmax(fold)))
     phase = (pk + 0.5) / nb * pitch
     if phase > pitch / 2:
         phase -= pitch
     return pitch, phase, strength
+
+
+def _fold(tv: np.ndarray, fv: np.ndarray, period: float, nb: int = 64) -> np.ndarray:
+    """Mean feature over positions folded modulo `period` (nb bins, lightly smoothed)."""
+    ph = np.floor((np.mod(tv, period) / period) * nb).astype(np.int64) % nb
+    fold = np.bincount(ph, weights=fv, minlength=nb) / np.maximum(np.bincount(ph, minlength=nb), 1)
+    return ndimage.gaussian_filter1d(fold, 1.0, mode="wrap")
 
 
 def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
@@ -528,17 +561,33 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
                 out += LABEL_WEIGHT * ((xx >= xl - 1.0) & (xx <= xl + 6.0) & (np.abs(yy - yl) <= 2.5))
         return out
 
+    page_h = (N_ROWS - 1) * layout.LARGE_GRID_MM
+
+    def text(mirror: bool, flip: bool) -> np.ndarray:
+        """Header lines at the top left and the speed/gain line under the last row, left aligned."""
+        xx = 2 * xc - X if mirror else X
+        yy = page_h - Y if flip else Y
+        (hx0, hx1), (hy0, hy1) = HEADER_BOX_MM
+        out = (xx >= hx0) & (xx <= hx1) & (yy >= hy0) & (yy <= hy1)
+        (sx0, sx1), (sy0, sy1) = SPEED_LINE_BOX_MM
+        y_last = max(lay.baselines_y_mm)
+        out |= (xx >= x0 + sx0) & (xx <= x0 + sx1) & (yy >= y_last + sy0) & (yy <= y_last + sy1)
+        return HEADER_WEIGHT * out
+
     t = np.zeros_like(X)
     for y_b in lay.baselines_y_mm:
         t += np.exp(-0.5 * ((Y - y_b) / 2.5) ** 2) * ((X >= x0) & (X <= x1))
-    t += marks(False, False)
+    t += marks(False, False) + text(False, False)
     t -= marks(True, False) + marks(False, True) + marks(True, True)
+    t -= text(True, False) + text(False, True) + text(True, True)
     _TEMPLATE_CACHE[S] = t
     return t
 
 
-def _orient_and_anchor(dark: np.ndarray, model: GridModel):
-    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all."""
+def _ink_raster(dark: np.ndarray, model: GridModel):
+    """(ink, on_grid): the darkness resampled to lattice space (S samples per box, cells centred
+    on nodes) with the grid removed and scaled to 0..1, and the boxes inside the detected grid.
+    None when there is no ink at all."""
     S = INK_SAMPLES_PER_BOX
     nm, nk = model.found.shape
     field = model.field()
@@ -549,51 +598,95 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     obs = cv2.remap(inkb, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     on_grid = ndimage.binary_fill_holes(ndimage.binary_closing(model.found, iterations=2))
-    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     if on_grid.sum() < 4:
         return None
     # remove the grid: it is the same in every box, so the per-phase median over boxes is the grid
     cells = obs.reshape(nm, S, nk, S).transpose(0, 2, 1, 3)  # (nm, nk, S, S)
     grid_cell = np.median(cells[on_grid], axis=0)
+    # the page's edges often go undetected (pulses, first labels, header): the smooth model
+    # extrapolates well over a few boxes, so the ink is read a little beyond the detected grid
+    if INK_GROW_BOXES:
+        # ... but only into boxes that look like paper: mostly empty once the grid is gone (a
+        # trace or label covers a few samples of a box; table, screen bezel or shadow cover most)
+        clean = np.clip(cells - grid_cell[None, None], 0, None)
+        box_med = np.median(clean.reshape(nm, nk, -1), axis=-1)
+        ref = float(np.median(box_med[on_grid]))
+        paper = box_med <= max(INK_PAPER_FACTOR * ref, INK_PAPER_ABS * float(np.percentile(clean[on_grid], 99.5)))
+        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper
+        on_grid = on_grid | grown
+    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     obs = np.clip(cells - grid_cell[None, None], 0, None).transpose(0, 2, 1, 3).reshape(nm * S, nk * S)
     obs = np.where(on_grid_px, obs, 0.0)
     scale = float(np.percentile(obs[on_grid_px], 99.5))
     if scale < 1e-3:
         return None
     obs = np.minimum(obs / scale, 1.0)
+    return obs, on_grid
+
+
+def _orient_and_anchor(dark: np.ndarray, model: GridModel):
+    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all.
+
+    Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
+    left-right mirror: (1) the mirror-symmetric part of the template picks the pair of codes
+    {c, c ^ 4} (axis and up/down) and the box shift; (2) the two mirror hypotheses are compared
+    at mirror-consistent shifts (the same page boxes), so only the marks that are not
+    mirror-symmetric (pulses, labels, header) decide, and neither side can slide away from them.
+    """
+    S = INK_SAMPLES_PER_BOX
+    raster = _ink_raster(dark, model)
+    if raster is None:
+        return None
+    obs, on_grid = raster
+    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     level = np.median(obs[on_grid_px])
     obs0 = np.where(on_grid_px, obs - level, 0.0)
     tmpl = _layout_template(S)
-    t0 = tmpl - tmpl.mean()
-    norm = np.linalg.norm(t0) * max(np.linalg.norm(obs0), 1e-9)
+    t_full = tmpl - tmpl.mean()
+    t_sym = 0.5 * (t_full + t_full[:, ::-1])
+    norm = np.linalg.norm(t_full) * max(np.linalg.norm(obs0), 1e-9)
     page = np.ones((N_ROWS, N_COLS))
     n_found = max(model.found.sum(), 1)
-    results = []
+    full, sym = {}, {}
     for code in range(layout.N_ORIENTATIONS):
         o = layout.undo_orientation(obs0, code)
         fnd = layout.undo_orientation(model.found.astype(np.float64), code)
-        corr = signal.correlate(o, t0, mode="full", method="fft") / norm
         inside = signal.correlate(fnd, page, mode="full", method="fft") / n_found
         # shift (dj, di): upright array box (a, b) <-> template node (a - dj, b - di)
-        th, tw = t0.shape
         hb, wb = fnd.shape
         djs = np.arange(-(N_ROWS - 1), hb)
         dis = np.arange(-(N_COLS - 1), wb)
-        c_sub = corr[(S * djs + th - 1)[:, None], (S * dis + tw - 1)[None, :]]
         in_sub = inside[(djs + N_ROWS - 1)[:, None], (dis + N_COLS - 1)[None, :]]
-        score = c_sub + 0.5 * (in_sub - 1.0)
-        a, b = np.unravel_index(int(np.argmax(score)), score.shape)
-        results.append((float(score[a, b]), code, int(djs[a]), int(dis[b])))
-    by_code = {q[1]: q for q in results}
-    results.sort(reverse=True)
+        for t, out in ((t_full, full), (t_sym, sym)):
+            corr = signal.correlate(o, t, mode="full", method="fft") / norm
+            th, tw = t.shape
+            c_sub = corr[(S * djs + th - 1)[:, None], (S * dis + tw - 1)[None, :]]
+            out[code] = (c_sub + 0.5 * (in_sub - 1.0), djs, dis)
+    # (1) the best code by the full score; its own best placement and its mirror twin's
+    best = {}
+    for code in range(layout.N_ORIENTATIONS):
+        sc, djs, dis = full[code]
+        a, b = np.unravel_index(int(np.argmax(sc)), sc.shape)
+        best[code] = (float(sc[a, b]), int(a), int(b))
+    code0 = max(range(layout.N_ORIENTATIONS), key=lambda c: best[c][0])
+    twin = code0 ^ 4  # left-right mirror of code0's reading (layout.apply_orientation)
+    n_di = full[code0][0].shape[1]
+
+    def mirrored(b: int) -> int:  # the same page placement read in the twin's frame
+        return n_di - 1 - b
+
+    # (2) reading: code0 at its best placement against its mirror twin at the twin's best placement
+    cand = [(best[c][0], c, int(full[c][1][best[c][1]]), int(full[c][2][best[c][2]])) for c in (code0, twin)]
+    cand.sort(reverse=True)
+    pair_score = max(cand[0][0], best[code0][0])
+    axis_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS) if c % 2 != code0 % 2)
+    flip_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS)
+                                   if c % 2 == code0 % 2 and c not in (code0, twin))
     if _DEBUG:
-        print([tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in results])
-    score, code, dj, di = results[0]
-    group = [c for c in range(layout.N_ORIENTATIONS) if c % 2 == code % 2]  # same voltage axis
-    axis_margin = score - max(q[0] for q in results if q[1] % 2 != code % 2)
-    best_in_group = sorted((by_code[c] for c in group), reverse=True)
-    flip_margin = min(1.0, (best_in_group[0][0] - best_in_group[1][0]) / 0.04)
-    margin = min(axis_margin / 0.04, flip_margin)
+        print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
+    score, code, dj, di = cand[0]
+    mirror_margin = cand[0][0] - cand[1][0]
+    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     di_end = _trace_end_anchor(layout.undo_orientation(obs, code), dj)
     if _DEBUG:
@@ -648,6 +741,27 @@ def _relative_of_absolute(code: int, dj: int, di: int, nm: int, nk: int):
     coef_r = np.linalg.lstsq(design, ru.ravel(), rcond=None)[0]
     coef_c = np.linalg.lstsq(design, cu.ravel(), rcond=None)[0]
     return np.round(coef_r), np.round(coef_c)
+
+
+def _page_node_field(model: GridModel, code: int, dj: int, di: int, swx: float, swy: float):
+    """(node field (44 + 2m, 57 + 2m, 2) in original image px, page nodes detected (44, 57))."""
+    nm, nk = model.found.shape
+    coef_r, coef_c = _relative_of_absolute(code, dj, di, nm, nk)
+    m = NODE_MARGIN
+    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
+                         indexing="ij")
+    rr = coef_r[0] + coef_r[1] * JJ + coef_r[2] * II
+    cc = coef_c[0] + coef_c[1] * JJ + coef_c[2] * II
+    node_w = model.at(cc + model.k0, rr + model.m0)
+    node_field = np.empty_like(node_w)
+    node_field[..., 0] = (node_w[..., 0] + 0.5) / swx - 0.5
+    node_field[..., 1] = (node_w[..., 1] + 0.5) / swy - 0.5
+    ri = rr[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    ci = cc[m:m + N_ROWS, m:m + N_COLS].astype(int)
+    inwin = (ri >= 0) & (ri < nm) & (ci >= 0) & (ci < nk)
+    found = np.zeros((N_ROWS, N_COLS), bool)
+    found[inwin] = model.found[ri[inwin], ci[inwin]]
+    return node_field, found
 
 
 # -------------------------------------------------------------------------------------------------
@@ -729,22 +843,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if oa is None:
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
     code, dj, di, score, margin, ink_total = oa
-    nm, nk = model.found.shape
-    coef_r, coef_c = _relative_of_absolute(code, dj, di, nm, nk)
-    m = NODE_MARGIN
-    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
-                         indexing="ij")
-    rr = coef_r[0] + coef_r[1] * JJ + coef_r[2] * II
-    cc = coef_c[0] + coef_c[1] * JJ + coef_c[2] * II
-    node_w = model.at(cc + model.k0, rr + model.m0)
-    node_field = np.empty_like(node_w)
-    node_field[..., 0] = (node_w[..., 0] + 0.5) / swx - 0.5
-    node_field[..., 1] = (node_w[..., 1] + 0.5) / swy - 0.5
-    ri = rr[m:m + N_ROWS, m:m + N_COLS].astype(int)
-    ci = cc[m:m + N_ROWS, m:m + N_COLS].astype(int)
-    inwin = (ri >= 0) & (ri < nm) & (ci >= 0) & (ci < nk)
-    found = np.zeros((N_ROWS, N_COLS), bool)
-    found[inwin] = model.found[ri[inwin], ci[inwin]]
+    node_field, found = _page_node_field(model, code, dj, di, swx, swy)
     n_found = int(found.sum())
     outside = int(model.found.sum()) - n_found
     conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2)
