@@ -134,11 +134,15 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         # Second pass: each band looks further (tall R waves, deep S waves) while the runs its
         # neighbours took in the first pass cost extra, so it only borrows them where it must
         # (a true crossing), not for a whole T wave.
+        # Only bands whose path touched its window's edge can gain (the second pass doubles the time).
         claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks]
-        tracks = [_track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
-                              labels + o.claim_cost * np.clip(np.maximum.reduce(
-                                  [claimed[b] for b in range(n_bands) if b != band]) - claimed[band], 0, 1), o)
-                  for band in range(n_bands)]
+        for band, (y0, y1, top, bottom) in enumerate(tracks):
+            on = top >= 0
+            if not ((top[on] <= 1).any() or (bottom[on] >= y1 - y0 - 2).any()):
+                continue
+            others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
+            tracks[band] = _track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
+                                       labels + o.claim_cost * np.clip(others - claimed[band], 0, 1), o)
     maps = np.zeros((n_bands, h, w), dtype=np.float32)
     for band, (y0, y1, top, bottom) in enumerate(tracks):
         maps[band, y0:y1, x0:x1] = keep_tracked(ink[y0:y1, x0:x1], top, bottom)
