@@ -60,7 +60,7 @@ class ClassicalOptions:
     max_candidates: int = 12  # strongest runs kept per column (grid lines and text compete with the trace)
     centre_weighting: bool = True  # weight by distance to the ink edge (step 3)
     line_sigma: float = 0.8  # px, output line profile (0: return the weighted tracked runs)
-    label_box: tuple = (-10, 130, -30, 12)  # canonical px around each label node: x0, x1, y0, y1
+    label_box: tuple = (-10, 130, -15, 20)  # canonical px around each label node: x0, x1, y0, y1 (the letters, not the trace above them)
     label_cost: float = 0.5  # extra tracking cost per column for a run centred in a label box
     wide_window_mv: float = 4.5  # second pass: window +- this around the baseline (0: no second pass) ...
     claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column
