@@ -17,8 +17,12 @@ Steps
    mm) and the grid removed as the per-phase median over boxes, leaving the "ink"; for each of the 8 orientation codes it is turned upright and
    correlated, over whole-box shifts, with a layout template (trace bands on the four
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
-   of their label nodes), plus a term for how many detected nodes fall inside the page's
-   57 x 44 grid. The best (code, shift) fixes the orientation and the absolute (j, i) indices.
+   of their label nodes, header text at the top left and the speed line under the last row;
+   the same marks mirrored / flipped count against), plus a term for how many detected nodes
+   fall inside the page's 57 x 44 grid. The ink is read a few boxes beyond the detected grid
+   where it looks like paper (page edges carry the pulses and first labels). The best code and
+   its left-right mirror twin (code ^ 4) are compared explicitly. The best (code, shift) fixes
+   the orientation and the absolute (j, i) indices.
 5. The node field (with a margin ring) goes to `api.build_rectification` for the dense map and
    the one remap from the original image.
 """
