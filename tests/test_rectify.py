@@ -134,3 +134,22 @@ def test_bad_arrays_raise_input_error():
         rectify_to_canonical("not an image")
     with pytest.raises(InputError):
         rectify_to_canonical(np.zeros((100, 100, 3), np.uint8), method="nope")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A phone photo of a printed page (type 0005: perspective, curl, light, table around it)."""
+    return make_sample(SEED, 0, "0005")
+
+
+@pytest.mark.parametrize("extra", [0, 4, 6])
+def test_photo_mirror_and_flip_told_apart(photo, extra):
+    """Left-right mirrors and up-down flips of a photo keep the same trace bands; the pulses,
+    labels and header must decide (the classical rectifier used to confuse them on photos)."""
+    assert photo.orientation == 0 and photo.page.style.grid != "none"
+    img = layout.apply_orientation(photo.image, extra)
+    r = rectify_to_canonical(img)
+    assert r.orientation == extra, (extra, r.orientation, r.reason)
+    if extra == 0:
+        err = _node_error_mm(r.nodes, photo.grid_nodes, photo.image.shape)
+        assert err.mean() < 0.6, err.mean()

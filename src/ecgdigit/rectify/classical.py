@@ -17,8 +17,12 @@ Steps
    mm) and the grid removed as the per-phase median over boxes, leaving the "ink"; for each of the 8 orientation codes it is turned upright and
    correlated, over whole-box shifts, with a layout template (trace bands on the four
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
-   of their label nodes), plus a term for how many detected nodes fall inside the page's
-   57 x 44 grid. The best (code, shift) fixes the orientation and the absolute (j, i) indices.
+   of their label nodes, header text at the top left and the speed line under the last row;
+   the same marks mirrored / flipped count against), plus a term for how many detected nodes
+   fall inside the page's 57 x 44 grid. The ink is read a few boxes beyond the detected grid
+   where it looks like paper (page edges carry the pulses and first labels). The best code and
+   its left-right mirror twin (code ^ 4) are compared explicitly. The best (code, shift) fixes
+   the orientation and the absolute (j, i) indices.
 5. The node field (with a margin ring) goes to `api.build_rectification` for the dense map and
    the one remap from the original image.
 """
@@ -43,6 +47,7 @@ SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 INK_GROW_BOXES = 3  # the ink is read this many boxes beyond the detected grid
 INK_PAPER_FACTOR = 2.0
+INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
 INK_PAPER_ABS = 0.05
 _DEBUG = False
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
@@ -58,6 +63,7 @@ MIN_FOUND_NODES = 60
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
 MAX_WINDOW_BOXES = 75
+PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 MULTIPLE_LINE_RATIO = 0.5  # lines of a found period this much weaker than the strongest: a multiple is the grid
 CLIP_PCT = {True: 99.5, False: 98.0}  # grid-feature clip: colour grid / darkness (limits traces)
 
@@ -70,6 +76,7 @@ class Lattice:
     a: np.ndarray
     b: np.ndarray
     strength: float
+    local: bool = False  # valid only near `origin` (pitch varies across the image)
 
     def scaled(self, s: float) -> "Lattice":
         # pixel centres: x' = (x + 0.5) * s - 0.5
@@ -103,9 +110,10 @@ def _features(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(paper, 8.0)
     dark = np.clip(1.0 - gray / paper, 0.0, 1.0)
-    rgbf = rgb.astype(np.float32)
-    mx = rgbf.max(axis=2)
-    sat = (mx - rgbf.min(axis=2)) / np.maximum(mx, 8.0)
+    r, g, b = cv2.split(rgb)  # channel max / min in uint8 with cv2: far cheaper than float reductions
+    mx = cv2.max(cv2.max(r, g), b)
+    mn = cv2.min(cv2.min(r, g), b)
+    sat = cv2.subtract(mx, mn).astype(np.float32) / np.maximum(mx.astype(np.float32), 8.0)
     # coloured grid ink: dark AND saturated (grey/black traces have no saturation)
     chroma = dark * np.clip(sat / 0.25, 0.0, 1.0)
     return dark, chroma
@@ -276,15 +284,27 @@ def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
     with its own texture; a tile inside the page sees the grid alone)."""
     h, w = f.shape
     L = max(h, w)
-    best = _estimate_lattice_in(f, L)
+    found = [_estimate_lattice_in(f, L)]
     th, tw = int(0.45 * h), int(0.45 * w)
     for cy in (0.27, 0.5, 0.73):
         for cx in (0.27, 0.5, 0.73):
             y0, x0 = int(cy * h - th / 2), int(cx * w - tw / 2)
             lat = _estimate_lattice_in(f[y0:y0 + th, x0:x0 + tw], L)
-            if lat is not None and (best is None or lat.strength > best.strength):
-                best = Lattice(lat.origin + np.array([x0, y0]), lat.a, lat.b, lat.strength)
+            if lat is not None:
+                found.append(Lattice(lat.origin + np.array([x0, y0]), lat.a, lat.b, lat.strength))
+    found = [q for q in found if q is not None]
+    if not found:
+        return None
+    best = max(found, key=lambda q: q.strength)
+    # strong perspective: the pitch differs across the image, and the best lattice holds only
+    # near where it was measured (its origin); refinement should grow from there
+    boxes = [_box_px(q) for q in found if q is best or q.strength > 0.5 * best.strength]
+    best.local = max(boxes) / min(boxes) > PERSPECTIVE_PITCH_SPREAD
     return best
+
+
+def _box_px(lat: "Lattice") -> float:
+    return float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
 
 
 def _estimate_lattice_in(f: np.ndarray, L: int) -> Optional[Lattice]:
@@ -616,6 +636,9 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
         on_grid = on_grid | grown
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     obs = np.clip(cells - grid_cell[None, None], 0, None).transpose(0, 2, 1, 3).reshape(nm * S, nk * S)
+    if INK_TOPHAT_MM:
+        # traces, pulses and text are thin strokes; shadows, bezels and stains are wide blobs
+        obs = obs - ndimage.grey_opening(obs, size=(INK_TOPHAT_MM, INK_TOPHAT_MM))
     obs = np.where(on_grid_px, obs, 0.0)
     scale = float(np.percentile(obs[on_grid_px], 99.5))
     if scale < 1e-3:
@@ -827,8 +850,12 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
                     lat_full.b * np.array([swx, swy]), lat1.strength)
     timings["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # grow from the page centre; under strong perspective (the pitch differs by up to a third
+    # across the page) from where the lattice was measured, the only place where it holds
     centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
-    if mask_w is not None:
+    if lat1.local:
+        centre = lat_w.origin
+    elif mask_w is not None:
         ys, xs = np.nonzero(mask_w[::4, ::4])
         centre = np.array([xs.mean() * 4, ys.mean() * 4])
     model = _refine(feat, lat_w, centre)
