@@ -1,0 +1,192 @@
+"""Learned rectifier (stages 0 + 1): targets, training steps, checkpoints, decode + fit, end to end."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ecgdigit import layout  # noqa: E402
+from ecgdigit.errors import InputError  # noqa: E402
+from ecgdigit.nets.unet import load_model  # noqa: E402
+from ecgdigit.rectify import learned  # noqa: E402
+from ecgdigit.rectify.api import Rectification  # noqa: E402
+from ecgdigit.synth.sample import make_sample  # noqa: E402
+from ecgdigit.train import stage01  # noqa: E402
+from ecgdigit.train.loop import TrainConfig, _build_model, _loss, train  # noqa: E402
+
+SIZE = 256
+TINY = dict(backbone="test_resnet", image_size=SIZE, decoder_channels=(16, 16, 8, 8, 8), workers=0)
+
+
+def _source_item(seed, index, image_type, code=None):
+    s = make_sample(seed, index, image_type)
+    src = {"image": s.image, "keypoints": s.keypoints, "grid_nodes": s.grid_nodes, "orientation": s.orientation,
+           "image_type": image_type}
+    if code is not None and code != s.orientation:  # turn the sample (image and labels) to `code`
+        uw, uh = stage01.upright_size(s.image.shape, s.orientation)
+        up = layout.undo_orientation(s.image, s.orientation)
+        for key in ("keypoints", "grid_nodes"):
+            src[key] = stage01.orient_points(stage01.unorient_points(src[key], s.orientation, uw, uh), code, uw, uh)
+        src.update(image=layout.apply_orientation(up, code), orientation=code)
+    return src
+
+
+def _overfit_losses(stage, dataset, steps=8):
+    torch.manual_seed(0)
+    model = _build_model(TrainConfig(stage=stage, **TINY))
+    batch = stage01.collate_stage01([dataset[0], dataset[1]])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        loss, parts = _loss(TrainConfig(stage=stage), model(batch["image"]), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        assert all(np.isfinite(v) for v in parts.values())
+    return losses
+
+
+def test_stage0_targets_follow_the_orientation_and_loss_falls():
+    src = stage01.SyntheticSource(2, seed=5, types=("0001",))
+    ds = stage01.Stage0Dataset(src, SIZE)
+    item = ds[0]
+    assert item["image"].shape == (3, SIZE, SIZE) and 0 <= int(item["orientation"]) < 8
+    assert bool(item["kp_valid"].all())
+    # the marker of lead I sits on its label node: check it against the turned grid nodes
+    a = stage01.stage0_arrays(src[0], SIZE, code=3)
+    b = stage01.stage0_arrays(src[0], SIZE, code=0)
+    assert a["orientation"] == 3 and b["orientation"] == 0
+    h, w = np.array(b["valid_size"])[::-1]
+    up = stage01.unorient_points(a["keypoints"], 3, int(w), int(h))
+    assert np.allclose(up, b["keypoints"], atol=0.6)
+    losses = _overfit_losses(0, ds)
+    assert losses[-1] < 0.85 * losses[0], losses
+
+
+def test_stage1_targets_and_loss_falls():
+    src = stage01.SyntheticSource(2, seed=6, types=("0001",))
+    ds = stage01.Stage1Dataset(src, SIZE)
+    item = ds[0]
+    h1 = stage01.stage1_height(SIZE)
+    assert item["image"].shape == (3, h1, SIZE)
+    assert item["heat"].shape == (1, h1 // 2, SIZE // 2) and item["node_index"].shape == (2, h1 // 2, SIZE // 2)
+    assert float(item["heat"].max()) > 0.9 and 0.5 < float(item["index_valid"].mean()) < 1.0
+    # the index map is the node index at the nodes
+    nodes = item["nodes"].numpy() / 2 - 0.25  # input px -> output px at reduction 2
+    j, i = 20, 30
+    x, y = np.rint(nodes[j, i]).astype(int)
+    assert abs(float(item["node_index"][0, y, x]) * stage01.INDEX_SCALE - j) < 0.6
+    assert abs(float(item["node_index"][1, y, x]) * stage01.INDEX_SCALE - i) < 0.6
+    losses = _overfit_losses(1, ds)
+    assert losses[-1] < 0.93 * losses[0] and np.all(np.diff(losses) < 0), losses
+
+
+def test_decode_and_fit_recover_the_nodes_from_perfect_maps():
+    src = _source_item(3, 0, "0005")
+    a = stage01.stage1_arrays(src, 1024)
+    heat = np.clip(a["heat"], 1e-4, 1 - 1e-4)
+    out = np.concatenate([np.log(heat / (1 - heat))[None], a["index"] / stage01.INDEX_SCALE])
+    j, i, xy, score = learned.decode_nodes(out)
+    assert len(j) > 1500 and len(set(zip(j.tolist(), i.tolist()))) == len(j)
+    fit = learned.fit_node_field(j, i, stage01.scale_points(xy, 2, 2))
+    err = stage01.node_errors_mm(fit.nodes, a["nodes"], 1024, 768)
+    assert fit.field.shape == (layout.LETTER.grid_horizontal_lines + 4, layout.LETTER.grid_vertical_lines + 4, 2)
+    assert np.isfinite(fit.field).all() and err.mean() < 0.15, err.mean()
+    # hidden nodes are modelled, not zeroed: drop a block of detections and fit again
+    keep = ~((j >= 10) & (j < 20) & (i >= 20) & (i < 35))
+    fit2 = learned.fit_node_field(j[keep], i[keep], stage01.scale_points(xy[keep], 2, 2))
+    hole = stage01.node_errors_mm(fit2.nodes[10:20, 20:35], a["nodes"][10:20, 20:35], 1024, 768)
+    assert not fit2.found[10:20, 20:35].any() and hole.mean() < 0.5, hole.mean()
+    assert learned.fit_node_field(j[:5], i[:5], xy[:5]) is None
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """Stage-0 and stage-1 models trained one step each by the real loop, in a weights folder."""
+    root = tmp_path_factory.mktemp("weights")
+    for stage in (0, 1):
+        cfg = TrainConfig(stage=stage, epochs=1, samples_per_epoch=2, batch_size=2, lr=1e-3, val_samples=1,
+                          types=("0001",), out_dir=str(root / f"stage{stage}"), **TINY)
+        res = train(cfg, progress=False)
+        assert res["steps"] == 1 and np.isfinite(res["best_score"])
+    return root
+
+
+def test_checkpoints_load_back_with_their_config(tiny_weights):
+    m0 = load_model(tiny_weights / "stage0" / "best.pt")
+    m1 = load_model(tiny_weights / "stage1" / "best.pt")
+    assert m0.config.extra["stage"] == 0 and m0.config.extra["image_size"] == SIZE and m0.config.n_aux_classes == 8
+    assert m1.config.extra["stage"] == 1 and m1.config.n_classes == 3
+    with torch.no_grad():
+        logits, orient = m0(torch.rand(1, 3, SIZE, SIZE))
+        assert logits.shape == (1, 13, SIZE // 4, SIZE // 4) and orient.shape == (1, 8)
+        assert m1(torch.rand(1, 3, 192, SIZE)).shape == (1, 3, 96, SIZE // 2)
+    assert (tiny_weights / "stage1" / "log.csv").is_file()
+
+
+def test_rectify_learned_end_to_end_with_tiny_weights(tiny_weights):
+    learned.clear_model_cache()
+    image = make_sample(11, 0, "0003").image
+    rect = learned.rectify_learned(image, weights=tiny_weights)
+    assert isinstance(rect, Rectification) and rect.method == "learned"
+    assert rect.canonical.shape == (layout.CANONICAL_HEIGHT, layout.CANONICAL_WIDTH, 3)
+    assert rect.canonical.dtype == np.uint8
+    assert rect.map_x.shape == rect.map_y.shape == (layout.CANONICAL_HEIGHT, layout.CANONICAL_WIDTH)
+    assert np.isfinite(rect.map_x).all() and np.isfinite(rect.map_y).all()
+    assert 0.0 <= rect.confidence <= 1.0 and 0 <= rect.orientation < 8
+    assert rect.nodes.shape == (44, 57, 2) and np.isfinite(rect.nodes).all()
+    assert (rect.confidence > 0) or rect.reason  # an untrained model may reject, but says why
+    # models are cached per process
+    assert learned.load_stage_model(tiny_weights, 1) is learned.load_stage_model(tiny_weights, 1)
+    # too small / grayscale / 16-bit: a flag or a result, never a crash
+    small = learned.rectify_learned(np.full((50, 50, 3), 255, np.uint8), weights=tiny_weights)
+    assert small.confidence == 0.0 and "too small" in small.reason
+    gray16 = (image[..., 0].astype(np.uint16) * 257)
+    assert 0.0 <= learned.rectify_learned(gray16, weights=tiny_weights).confidence <= 1.0
+
+
+def test_rectify_learned_geometry_with_perfect_stage_outputs(tiny_weights, monkeypatch):
+    """The decode -> fit -> original pixels -> dense map -> one remap chain, on a turned photo, with
+    the networks replaced by their exact targets: the nodes come back within a fraction of a mm."""
+    src = _source_item(4, 0, "0005", code=3)
+    rgb = src["image"]
+    size1 = SIZE * 2
+
+    def oracle_stage0(model, image):
+        p = np.zeros(8)
+        p[src["orientation"]] = 1.0
+        return learned.Stage0Output(src["orientation"], p, src["keypoints"], np.ones(13))
+
+    def oracle_forward(model, canvas):
+        _, _, from_image = learned.stage1_canvas(rgb, src["orientation"], size1)
+        nodes_o = stage01.scale_points(from_image(src["grid_nodes"]), 0.5, 0.5)
+        ow, oh = canvas.shape[1] // 2, canvas.shape[0] // 2
+        heat = np.clip(stage01.node_heatmap(nodes_o, ow, oh), 1e-4, 1 - 1e-4)
+        index, _ = stage01.index_maps(nodes_o, ow, oh)
+        return np.concatenate([np.log(heat / (1 - heat))[None], index / stage01.INDEX_SCALE])
+
+    model1 = learned.load_stage_model(tiny_weights, 1)
+    monkeypatch.setitem(model1.config.extra, "image_size", size1)
+    monkeypatch.setattr(learned, "run_stage0", oracle_stage0)
+    monkeypatch.setattr(learned, "_forward", oracle_forward)
+    rect = learned.rectify_learned(rgb, weights=tiny_weights)
+    assert rect.orientation == 3 and rect.confidence > 0.5, rect.reason
+    err = stage01.node_errors_mm(rect.nodes, src["grid_nodes"], rgb.shape[1], rgb.shape[0])
+    assert err.mean() < 0.5, err.mean()
+    # the dense map sends canonical node positions to the image nodes
+    jj, ii = 25, 30
+    cx, cy = layout.grid_node_canonical(jj, ii)
+    mapped = np.array([rect.map_x[int(round(cy)), int(round(cx))], rect.map_y[int(round(cy)), int(round(cx))]])
+    px_per_mm = stage01.local_px_per_mm(src["grid_nodes"])[jj, ii]
+    assert np.linalg.norm(mapped - src["grid_nodes"][jj, ii]) / px_per_mm < 0.6
+
+
+def test_missing_weights_name_the_path(tmp_path):
+    with pytest.raises(InputError, match="stage0"):
+        learned.rectify_learned(np.zeros((300, 400, 3), np.uint8), weights=tmp_path)
+    with pytest.raises(InputError, match="nowhere"):
+        learned.rectify_learned(np.zeros((300, 400, 3), np.uint8), weights=tmp_path / "nowhere")
+    (tmp_path / "stage0").mkdir()
+    with pytest.raises(InputError, match="stage-1"):
+        learned.stage_checkpoint(tmp_path, 1)
