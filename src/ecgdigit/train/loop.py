@@ -371,8 +371,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+    # identical on every rank when DDP kept the replicas in step (each rank starts from its own seed)
+    checksum = float(sum(float(p.detach().double().sum()) for p in model.parameters()))
     result = {"best_score": best, "best": str(best_path), "last": str(last_path), "log": str(out / "log.csv"),
-              "curves": str(out / "curves.png"), "steps": step, "rank": rank, "world_size": world}
+              "curves": str(out / "curves.png"), "steps": step, "rank": rank, "world_size": world,
+              "param_checksum": checksum}
     if cfg.stage == 2:
         result["best_score_db"] = best
     return result
