@@ -1,4 +1,6 @@
 """Learned rectifier (stages 0 + 1): targets, training steps, checkpoints, decode + fit, end to end."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -103,13 +105,23 @@ def test_decode_and_fit_recover_the_nodes_from_perfect_maps():
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    """Stage-0 and stage-1 models trained one step each by the real loop, in a weights folder."""
+    """Stage-0 and stage-1 models trained one step each, in a weights folder: stage 0 by the loop
+    directly, stage 1 through notebooks/train.ipynb with `-p stage 1` (papermill)."""
+    import papermill
+
     root = tmp_path_factory.mktemp("weights")
-    for stage in (0, 1):
-        cfg = TrainConfig(stage=stage, epochs=1, samples_per_epoch=2, batch_size=2, lr=1e-3, val_samples=1,
-                          types=("0001",), out_dir=str(root / f"stage{stage}"), **TINY)
-        res = train(cfg, progress=False)
-        assert res["steps"] == 1 and np.isfinite(res["best_score"])
+    cfg = TrainConfig(stage=0, epochs=1, samples_per_epoch=2, batch_size=2, lr=1e-3, val_samples=1,
+                      types=("0001",), out_dir=str(root / "stage0"), **TINY)
+    res = train(cfg, progress=False)
+    assert res["steps"] == 1 and np.isfinite(res["best_score"])
+    repo = Path(__file__).resolve().parents[1]
+    papermill.execute_notebook(
+        str(repo / "notebooks" / "train.ipynb"), str(root / "train_stage1.ipynb"),
+        parameters=dict(stage=1, backbone="test_resnet", epochs=1, samples_per_epoch=2, batch_size=2,
+                        image_size=SIZE, workers=0, val_samples=1, out_dir=str(root / "stage1"), amp=False,
+                        types="0001", show_examples=True, lr=1e-3),
+        cwd=str(repo), kernel_name="python3", progress_bar=False)
+    assert "nodes named" in (root / "train_stage1.ipynb").read_text()
     return root
 
 
