@@ -59,6 +59,8 @@ class TrainConfig:
     image_size: int = 0  # stages 0/1: input size (stage 0: square side, stage 1: canvas width); 0 = default
     keypoint_weight: float = 0.5  # stage 0: weight of the marker-map loss beside the orientation loss
     augment_orientation: bool = True  # stage 0: draw each image's orientation uniformly from the 8 codes
+    cache_items: bool = False  # stages 0/1: keep rendered items in memory across epochs (workers=0; CPU runs)
+    time_limit_s: float = 0.0  # > 0: stop after the epoch during which this many seconds have passed
     resume: bool = False
     pos_weight: float = 10.0
     column_ce_weight: float = 0.0  # > 0 adds the per-column cross-entropy (top teams: ~+1 dB)
@@ -144,10 +146,13 @@ def _stage01_datasets(cfg: TrainConfig):
             if len(val_src) > cfg.val_samples:  # a fixed, evenly spread subset keeps validation affordable
                 keep = np.linspace(0, len(val_src) - 1, cfg.val_samples).astype(int)
                 val_src.entries = [val_src.entries[k] for k in keep]
+    cache = bool(cfg.cache_items)
     if cfg.stage == 0:
-        return (stage01.Stage0Dataset(train_src, size, augment_orientation=cfg.augment_orientation),
-                stage01.Stage0Dataset(val_src, size, augment_orientation=True))
-    return stage01.Stage1Dataset(train_src, size), stage01.Stage1Dataset(val_src, size)
+        return (stage01.Stage0Dataset(train_src, size, augment_orientation=cfg.augment_orientation, cache_items=cache),
+                stage01.Stage0Dataset(val_src, size, augment_orientation=True, cache_items=cache,
+                                      cycle_orientation=False))
+    return stage01.Stage1Dataset(train_src, size, cache_items=cache), stage01.Stage1Dataset(val_src, size,
+                                                                                          cache_items=cache)
 
 
 def _build_model(cfg: TrainConfig) -> SegmentationModel:
@@ -315,8 +320,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
+    t_begin = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total_steps:
+            break
+        stop = bool(cfg.time_limit_s > 0 and time.time() - t_begin > cfg.time_limit_s)
+        if distributed:  # rank 0's clock decides, so that every rank stops at the same epoch
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop)], device=device if on_gpu else "cpu")
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            if progress and main_process:
+                print(f"time limit of {cfg.time_limit_s:.0f} s reached after epoch {epoch}")
             break
         if sampler is not None:
             sampler.set_epoch(epoch)

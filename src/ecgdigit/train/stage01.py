@@ -271,14 +271,30 @@ def _image_tensor(image: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
+def _downscaled_source(src: dict, size: int) -> dict:
+    """The source item with its image scaled to long side `size` (labels scaled with it)."""
+    h, w = src["image"].shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    small = cv2.resize(src["image"], (nw, nh), interpolation=cv2.INTER_AREA)
+    return {**src, "image": small, "keypoints": scale_points(src["keypoints"], nw / w, nh / h),
+            "grid_nodes": scale_points(src["grid_nodes"], nw / w, nh / h)}
+
+
 class Stage0Dataset:
     """Stage-0 items: image (3, S, S), orientation, keypoints (13, 2) in output px, kp_valid (13,),
-    plus keypoints_px (input px) and px_per_mm for validation."""
+    plus keypoints_px (input px) and px_per_mm for validation.
+
+    `cache_items`: keep each rendered image (scaled to the input size) in memory, so later epochs
+    skip the synthetic engine; with `cycle_orientation` the orientation then moves on by one code
+    per fetch of the item, so every cached image is seen in all 8 orientations (training only)."""
 
     def __init__(self, source, size: int = STAGE0_SIZE, reduction: int = STAGE0_REDUCTION,
-                 augment_orientation: bool = True):
+                 augment_orientation: bool = True, cache_items: bool = False, cycle_orientation: bool = True):
         self.source, self.size, self.reduction = source, int(size), int(reduction)
         self.augment_orientation = augment_orientation
+        self.cache = {} if cache_items else None
+        self.fetches = {} if cycle_orientation else None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -286,11 +302,19 @@ class Stage0Dataset:
     def __getitem__(self, index: int) -> dict:
         import torch
 
-        src = self.source[index]
+        if self.cache is not None:
+            if index not in self.cache:
+                self.cache[index] = _downscaled_source(self.source[index], self.size)
+            src = self.cache[index]
+        else:
+            src = self.source[index]
         code = None
         if self.augment_orientation:
             rng = np.random.default_rng([getattr(self.source, "seed", 0) & 0xFFFFFFFF, int(index), 770])
             code = int(rng.integers(layout.N_ORIENTATIONS))
+            if self.cache is not None and self.fetches is not None:
+                code = (code + self.fetches.get(index, 0)) % layout.N_ORIENTATIONS
+                self.fetches[index] = self.fetches.get(index, 0) + 1
         a = stage0_arrays(src, self.size, code)
         r = self.reduction
         out_wh = -(-self.size // r)
@@ -312,13 +336,22 @@ class Stage1Dataset:
     """Stage-1 items: image (3, H, W), heat (1, h, w), node_index (2, h, w) = (j, i) / INDEX_SCALE, index_valid
     (1, h, w), plus nodes (44, 57, 2) in input px for validation."""
 
-    def __init__(self, source, size: int = STAGE1_SIZE, reduction: int = STAGE1_REDUCTION):
+    def __init__(self, source, size: int = STAGE1_SIZE, reduction: int = STAGE1_REDUCTION,
+                 cache_items: bool = False):
         self.source, self.size, self.reduction = source, int(size), int(reduction)
+        self.cache = {} if cache_items else None  # index -> item (later epochs skip the engine)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict:
+        if self.cache is not None:
+            if index not in self.cache:
+                self.cache[index] = self._item(index)
+            return self.cache[index]
+        return self._item(index)
+
+    def _item(self, index: int) -> dict:
         import torch
 
         src = self.source[index]
