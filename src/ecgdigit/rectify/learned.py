@@ -12,7 +12,10 @@ rectifier's biharmonic-regularised least squares) fits every node of the page an
 filling hidden nodes and extrapolating past the detected ones (never (0, 0)). The lead-label
 keypoints of stage 0 sit on known nodes; when most of them agree that the stage-1 indices are off
 by a whole number of boxes, the indices are corrected. The node field goes to original pixels and
-`api.build_rectification` makes the dense map and the ONE remap of the original image.
+`api.build_rectification` makes the dense map and the ONE remap of the original image. Optionally
+(`refine=True`, the default) the nodes are measured again on the image itself at the classical
+rectifier's working resolution, starting from the fitted field, so that their precision does not
+depend on the network's small input.
 
 Weights folder: `stage0.pt` / `stage1.pt` (each with its `.json` config beside it), or the
 training-run folders `stage0/best.pt` and `stage1/best.pt`. Loaded models are cached per process.
@@ -33,7 +36,8 @@ from ecgdigit import layout
 from ecgdigit.errors import InputError
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
                                   fallback_node_field)
-from ecgdigit.rectify.classical import _apply_h, _biharmonic_operator, _smooth_field
+from ecgdigit.rectify.classical import (CLIP_PCT, WORK_PX_PER_BOX, _apply_h, _biharmonic_operator,
+                                        _clip_at_percentile, _features, _measure, _smooth_field)
 from ecgdigit.train.stage01 import (INDEX_SCALE, PAPER_WHITE, STAGE0_SIZE, STAGE1_SIZE, fit_into_canvas,
                                     orient_points, scale_points, stage1_height, unorient_points, upright_size)
 
@@ -42,7 +46,9 @@ MIN_FIT_NODES = 20  # fewer detected nodes: no fit
 GOOD_NODE_COUNT = 1000  # confidence is full from this many fitted nodes on
 NODE_THRESHOLD = 0.3  # heatmap probability of a node peak
 INDEX_TOLERANCE = 0.35  # |predicted index - nearest integer| beyond this: the node is not named
-SMOOTH_LAMBDA = 0.5
+FIT_ROUNDS = 4
+SMOOTH_LAMBDA = 0.1  # weight of the biharmonic smoothness of the residual field (per node, px^2)
+OUTLIER_FLOOR = 0.05  # nodes further than this many boxes (or 4 robust sigmas) from the fit are dropped
 
 WEIGHT_NAMES: Dict[int, Tuple[str, ...]] = {0: ("stage0.pt", "stage0/best.pt"), 1: ("stage1.pt", "stage1/best.pt")}
 _MODEL_CACHE: Dict[tuple, object] = {}
@@ -221,12 +227,13 @@ def _box_size(j: np.ndarray, i: np.ndarray, xy: np.ndarray) -> Optional[float]:
 
 
 def fit_node_field(j: np.ndarray, i: np.ndarray, xy: np.ndarray, margin: int = NODE_MARGIN,
-                   lam: float = SMOOTH_LAMBDA) -> Optional[NodeFit]:
+                   lam: float = SMOOTH_LAMBDA, tol_floor: float = OUTLIER_FLOOR) -> Optional[NodeFit]:
     """Every node of the page grid (and its margin ring) from the named detected nodes, or None.
 
     RANSAC homography over node index, then a smooth residual field (biharmonic-regularised least
-    squares on the node grid, shared with the classical rectifier) with two rounds of outlier
-    rejection; hidden and missing nodes are filled and extrapolated smoothly."""
+    squares on the node grid, shared with the classical rectifier) refitted over a few rounds in
+    which every detected node is kept or dropped by its distance to the current field; hidden and
+    missing nodes are filled and extrapolated smoothly."""
     if len(j) < MIN_FIT_NODES:
         return None
     box = _box_size(j, i, xy)
@@ -245,16 +252,19 @@ def fit_node_field(j: np.ndarray, i: np.ndarray, xy: np.ndarray, margin: int = N
         return None
     meas = base.copy()
     use = np.zeros((nm, nk), bool)
+    detected = np.zeros((nm, nk), bool)
     rows, cols = j + margin, i + margin
     meas[rows, cols] = xy
+    detected[rows, cols] = True
     use[rows[inl.ravel() > 0], cols[inl.ravel() > 0]] = True
     op = _biharmonic_operator(nm, nk)
-    resid = np.zeros_like(base)
-    for _ in range(2):
+    # The homography's inliers seed the smooth field; then every detected node is judged against the
+    # smooth field (curl and folds move nodes further from one homography than from it).
+    for _ in range(FIT_ROUNDS):
         resid = _smooth_field(meas - base, use.astype(np.float64), lam, op)
         err = np.hypot(*(meas - base - resid).transpose(2, 0, 1))
-        tol = max(0.05 * box, 4.0 * 1.4826 * float(np.median(err[use])))
-        use &= err < tol
+        tol = max(tol_floor * box, 4.0 * 1.4826 * float(np.median(err[use])))
+        use = detected & (err < tol)
         if use.sum() < MIN_FIT_NODES:
             return None
     resid = _smooth_field(meas - base, use.astype(np.float64), lam, op)
@@ -287,6 +297,51 @@ def _keypoint_index_shift(fit: NodeFit, keypoints: np.ndarray, score: np.ndarray
         return None, 0, 0
     best = max(set(votes), key=votes.count)
     return best, len(votes), votes.count(best)
+
+
+def refine_on_image(rgb: np.ndarray, field: np.ndarray, box_px: float,
+                    margin: int = NODE_MARGIN) -> Tuple[Optional[NodeFit], int]:
+    """Re-measure every page node on the image itself, starting from the fitted `field` (image px).
+
+    The network sees a small copy; here the grid lines around each node are measured at the
+    classical rectifier's working resolution (its line-profile measurement, `WORK_PX_PER_BOX` px
+    per box, on the grid colour or on darkness, whichever names more nodes), moves larger than
+    0.3 box are refused, and the smooth model is fitted again. Returns (fit in image px or None,
+    number of nodes measured)."""
+    h, w = rgb.shape[:2]
+    sw = min(1.0, WORK_PX_PER_BOX / max(box_px, 1e-6))
+    work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
+        if sw < 1 else rgb
+    swx, swy = work.shape[1] / w, work.shape[0] / h
+    field_w = scale_points(field, swx, swy)
+    box_w = box_px * np.sqrt(swx * swy)
+    dark, chroma = _features(work)
+    best = None
+    for from_chroma, feat in ((True, chroma), (False, dark)):
+        f = _clip_at_percentile(feat, CLIP_PCT[from_chroma])
+        if f.max() <= 0:
+            continue
+        f = cv2.GaussianBlur(f, (0, 0), 0.8)
+        meas, contrast, ok, prom = _measure(f, field_w)
+        if ok.sum() < MIN_FIT_NODES:
+            continue
+        moved = np.hypot(*(meas - field_w).transpose(2, 0, 1))
+        thr = min(4.0, 0.5 * float(np.median(prom[ok])))
+        good = ok & (moved < 0.3 * box_w) & (prom > thr) & (contrast > 0.3 * np.percentile(contrast[ok], 75))
+        good[:margin] = good[-margin:] = False
+        good[:, :margin] = good[:, -margin:] = False
+        if best is None or good.sum() > best[1].sum():
+            best = (meas, good)
+    if best is None:
+        return None, 0
+    meas, good = best
+    jj, ii = np.nonzero(good)
+    fit = fit_node_field(jj - margin, ii - margin, meas[good], margin)
+    if fit is None:
+        return None, int(good.sum())
+    fit.field = scale_points(fit.field, 1.0 / swx, 1.0 / swy)
+    fit.homography = None  # the homography was over work pixels
+    return fit, int(good.sum())
 
 
 # -------------------------------------------------------------------------------------------------
@@ -334,9 +389,12 @@ def stage1_fit(model, canvas: np.ndarray, threshold: float = NODE_THRESHOLD) -> 
 
 
 def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *, device: Optional[str] = None,
-                    interpolation: int = cv2.INTER_LINEAR, node_threshold: float = NODE_THRESHOLD) -> Rectification:
+                    interpolation: int = cv2.INTER_LINEAR, node_threshold: float = NODE_THRESHOLD,
+                    refine: bool = True) -> Rectification:
     """Rectify `image` with the stage-0 and stage-1 networks of the weights folder `weights`.
 
+    `refine`: re-measure the nodes on the full image (see `refine_on_image`); kept when it measures
+    at least 80% as many nodes as the network found, with a smaller fit residual.
     Missing weights raise InputError naming the path; unusable images come back with confidence 0
     and a reason (like the classical rectifier)."""
     if weights is None:
@@ -377,14 +435,25 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     timings["fit"] = time.perf_counter() - t0
     node_field = to_image(fit.field)
     n_found = int(fit.found.sum())
+    residual = fit.residual
+    if refine:
+        t0 = time.perf_counter()
+        box_img = float(np.median(np.hypot(*np.diff(node_field, axis=1).reshape(-1, 2).T)))
+        refined, n_measured = refine_on_image(rgb, node_field, box_img)
+        # kept when it measures about as many nodes and they sit more consistently on a smooth grid
+        if refined is not None and refined.found.sum() >= 0.8 * n_found and refined.residual <= residual:
+            node_field, found_mask = refined.field, refined.found
+            n_found, residual = int(found_mask.sum()), refined.residual
+            fit = NodeFit(fit.field, found_mask, fit.homography, fit.box_px, residual)
+        timings["refine"] = time.perf_counter() - t0
     p_orient = float(s0.probabilities[code])
-    conf = min(1.0, n_found / GOOD_NODE_COUNT) * float(np.clip(1.0 - fit.residual / 0.25, 0.0, 1.0)) * p_orient
+    conf = min(1.0, n_found / GOOD_NODE_COUNT) * float(np.clip(1.0 - residual / 0.25, 0.0, 1.0)) * p_orient
     if n_found < GOOD_NODE_COUNT:
         reasons.append(f"only {n_found} page grid nodes detected")
     if p_orient < 0.9:
         reasons.append(f"orientation uncertain (p = {p_orient:.2f})")
-    if fit.residual > 0.1:
-        reasons.append(f"nodes fit the smooth grid model poorly (median {fit.residual:.2f} boxes)")
+    if residual > 0.1:
+        reasons.append(f"nodes fit the smooth grid model poorly (median {residual:.2f} boxes)")
     if n_votes >= 4 and n_agree < 0.6 * n_votes:
         reasons.append(f"lead labels disagree with the grid indices ({n_agree} of {n_votes} agree)")
     return build_rectification(rgb, node_field, fit.found, code, conf, "; ".join(reasons), timings, "learned",
@@ -392,4 +461,5 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
 
 
 __all__ = ["rectify_learned", "load_stage_model", "stage_checkpoint", "decode_nodes", "fit_node_field",
-           "run_stage0", "stage1_canvas", "stage1_fit", "keypoints_from_logits", "clear_model_cache"]
+           "run_stage0", "stage1_canvas", "stage1_fit", "keypoints_from_logits", "clear_model_cache",
+           "refine_on_image"]
