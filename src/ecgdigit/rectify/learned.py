@@ -7,7 +7,7 @@ sub-pixel centroid).
 Stage 1 (3 output channels: node heatmap logit, j / 10, i / 10): the image, turned upright by the
 stage-0 code and scaled into the stage-1 canvas, gives the large-grid nodes: heatmap peaks
 (threshold, 3 x 3 local maxima, parabolic sub-pixel step), each named by rounding the index maps
-at the peak. A RANSAC homography over node index plus a smooth residual field (the classical
+at the peak (then named again by the nearest node of the fitted field, see `fit_peaks`). A RANSAC homography over node index plus a smooth residual field (the classical
 rectifier's biharmonic-regularised least squares) fits every node of the page and its margin ring,
 filling hidden nodes and extrapolating past the detected ones (never (0, 0)). The lead-label
 keypoints of stage 0 sit on known nodes; when most of them agree that the stage-1 indices are off
@@ -170,39 +170,81 @@ def _parabolic(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.clip(np.where(den < -1e-9, 0.5 * (a - c) / safe, 0.0), -0.5, 0.5)
 
 
-def decode_nodes(outputs: np.ndarray, threshold: float = NODE_THRESHOLD,
-                 tolerance: float = INDEX_TOLERANCE) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stage-1 outputs (3, h, w) -> (j, i, xy (n, 2) output px, peak probability) of the named nodes.
+def decode_peaks(outputs: np.ndarray, threshold: float = NODE_THRESHOLD):
+    """Stage-1 outputs (3, h, w) -> every node-heatmap peak: (xy (n, 2) output px, predicted
+    fractional j, i (n,), peak probability (n,)).
 
-    Peaks of the node heatmap above `threshold` (3 x 3 local maxima, parabolic sub-pixel step),
-    named by rounding the index maps (3 x 3 mean) at the peak; nodes whose index is ambiguous
-    (further than `tolerance` from an integer) or off the page grid are dropped; of several peaks
-    with the same name the strongest is kept.
-    """
+    Peaks: 3 x 3 local maxima above `threshold` with a parabolic sub-pixel step; the index maps
+    are read as their 3 x 3 mean at the peak."""
     heat = 1.0 / (1.0 + np.exp(-outputs[0].astype(np.float64)))
-    h, w = heat.shape
     peak = (heat >= ndimage.maximum_filter(heat, size=3, mode="constant")) & (heat > threshold)
     ys, xs = np.nonzero(peak)
-    empty = (np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2)), np.zeros(0))
     if not len(ys):
-        return empty
+        return np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0)
     pad = np.pad(heat, 1, mode="edge")
     dx = _parabolic(pad[ys + 1, xs], pad[ys + 1, xs + 1], pad[ys + 1, xs + 2])
     dy = _parabolic(pad[ys, xs + 1], pad[ys + 1, xs + 1], pad[ys + 2, xs + 1])
     jv = ndimage.uniform_filter(outputs[1].astype(np.float64), 3)[ys, xs] * INDEX_SCALE
     iv = ndimage.uniform_filter(outputs[2].astype(np.float64), 3)[ys, xs] * INDEX_SCALE
+    xy = np.stack([xs + dx, ys + dy], 1).astype(np.float64)
+    return xy, jv, iv, heat[ys, xs]
+
+
+def name_peaks(jv: np.ndarray, iv: np.ndarray, score: np.ndarray, tolerance: float = INDEX_TOLERANCE):
+    """Indices of the peaks named by rounding their predicted index, and the names (j, i).
+
+    Peaks whose index is ambiguous (further than `tolerance` from an integer) or off the page
+    grid are left out; of several peaks with the same name the strongest is kept."""
     jr, ir = np.rint(jv).astype(int), np.rint(iv).astype(int)
     ok = (np.abs(jv - jr) <= tolerance) & (np.abs(iv - ir) <= tolerance) & \
         (jr >= 0) & (jr < N_ROWS) & (ir >= 0) & (ir < N_COLS)
-    score = heat[ys, xs]
     order = np.argsort(-score[ok], kind="stable")
     sel = np.nonzero(ok)[0][order]
     _, first = np.unique(jr[sel] * N_COLS + ir[sel], return_index=True)
     sel = sel[first]
-    if not len(sel):
-        return empty
-    xy = np.stack([xs[sel] + dx[sel], ys[sel] + dy[sel]], 1).astype(np.float64)
-    return jr[sel], ir[sel], xy, score[sel]
+    return sel, jr[sel], ir[sel]
+
+
+def decode_nodes(outputs: np.ndarray, threshold: float = NODE_THRESHOLD,
+                 tolerance: float = INDEX_TOLERANCE) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stage-1 outputs (3, h, w) -> (j, i, xy (n, 2) output px, peak probability) of the peaks
+    named by their predicted index (see `decode_peaks`, `name_peaks`)."""
+    xy, jv, iv, score = decode_peaks(outputs, threshold)
+    sel, j, i = name_peaks(jv, iv, score, tolerance)
+    return j, i, xy[sel], score[sel]
+
+
+def fit_peaks(xy: np.ndarray, jv: np.ndarray, iv: np.ndarray, score: np.ndarray, rounds: int = 2,
+              tolerance: float = INDEX_TOLERANCE) -> Tuple[Optional["NodeFit"], int]:
+    """Name the peaks and fit the node field: (fit or None, number of named peaks).
+
+    The peaks whose predicted index is clear seed the fit (when fewer than MIN_FIT_NODES are, all
+    peaks named by plain rounding do, and RANSAC sorts them out); then every peak is named again
+    by the nearest node of the fitted field (within 0.3 box) and the field refitted, so that peaks
+    with an unclear index join in and misnamed ones are corrected by their neighbours."""
+    from scipy.spatial import cKDTree
+
+    sel, j, i = name_peaks(jv, iv, score, tolerance)
+    if len(sel) < MIN_FIT_NODES:
+        sel, j, i = name_peaks(jv, iv, score, 0.5)
+    fit = fit_node_field(j, i, xy[sel])
+    n_named = len(sel)
+    if fit is None:
+        return None, n_named
+    for _ in range(rounds):
+        nodes = fit.nodes.reshape(-1, 2)
+        dist, idx = cKDTree(nodes).query(xy)
+        ok = dist < 0.3 * fit.box_px
+        if ok.sum() < MIN_FIT_NODES:
+            break
+        cand = np.nonzero(ok)[0][np.argsort(dist[ok], kind="stable")]
+        _, first = np.unique(idx[cand], return_index=True)  # the closest peak per node
+        cand = cand[first]
+        refit = fit_node_field(idx[cand] // N_COLS, idx[cand] % N_COLS, xy[cand])
+        if refit is None:
+            break
+        fit, n_named = refit, len(cand)
+    return fit, n_named
 
 
 @dataclass
@@ -383,9 +425,8 @@ def stage1_fit(model, canvas: np.ndarray, threshold: float = NODE_THRESHOLD) -> 
     """Stage-1 model on an upright canvas -> (fit in canvas px or None, number of named peaks)."""
     out = _forward(model, canvas)
     r = canvas.shape[1] / out.shape[-1]
-    j, i, xy, _ = decode_nodes(out, threshold)
-    xy = scale_points(xy, r, r)
-    return fit_node_field(j, i, xy), len(j)
+    xy, jv, iv, score = decode_peaks(out, threshold)
+    return fit_peaks(scale_points(xy, r, r), jv, iv, score)
 
 
 def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *, device: Optional[str] = None,
@@ -460,6 +501,7 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
                                interpolation)
 
 
-__all__ = ["rectify_learned", "load_stage_model", "stage_checkpoint", "decode_nodes", "fit_node_field",
+__all__ = ["rectify_learned", "load_stage_model", "stage_checkpoint", "decode_nodes", "decode_peaks", "name_peaks",
+           "fit_peaks", "fit_node_field",
            "run_stage0", "stage1_canvas", "stage1_fit", "keypoints_from_logits", "clear_model_cache",
            "refine_on_image"]

@@ -440,7 +440,7 @@ def validate_stage1(model, dataset, device, amp: bool = False, batch_size: int =
     import torch
     from tqdm.auto import tqdm
 
-    from ecgdigit.rectify.learned import decode_nodes, fit_node_field
+    from ecgdigit.rectify.learned import decode_peaks, fit_peaks
 
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
@@ -455,8 +455,8 @@ def validate_stage1(model, dataset, device, amp: bool = False, batch_size: int =
             h, w = x.shape[-2:]
             r = w / out.shape[-1]
             for k in range(len(out)):
-                j, i, xy, _ = decode_nodes(out[k])
-                fit = fit_node_field(j, i, scale_points(xy, r, r))
+                xy, jv, iv, score = decode_peaks(out[k])
+                fit, _ = fit_peaks(scale_points(xy, r, r), jv, iv, score)
                 truth = batch["nodes"][k].numpy().astype(np.float64)
                 if fit is None:
                     per_image.append(FAILED_FIT_MM)
