@@ -101,6 +101,18 @@ def test_decode_and_fit_recover_the_nodes_from_perfect_maps():
     hole = stage01.node_errors_mm(fit2.nodes[10:20, 20:35], a["nodes"][10:20, 20:35], 1024, 768)
     assert not fit2.found[10:20, 20:35].any() and hole.mean() < 0.5, hole.mean()
     assert learned.fit_node_field(j[:5], i[:5], xy[:5]) is None
+    # biased index maps (0.985 x index + 0.3 node): rounding alone leaves many nodes unnamed or
+    # misnamed; naming again by the fitted grid's nearest node recovers them
+    biased = out.copy()
+    biased[1:] = biased[1:] * 0.985 + 0.3 / stage01.INDEX_SCALE
+    jb, ib, xyb, _ = learned.decode_nodes(biased)
+    rounded = learned.fit_node_field(jb, ib, stage01.scale_points(xyb, 2, 2))
+    err_rounded = stage01.node_errors_mm(rounded.nodes, a["nodes"], 1024, 768)
+    pxy, jv, iv, sc = learned.decode_peaks(biased)
+    fit3, n_named = learned.fit_peaks(stage01.scale_points(pxy, 2, 2), jv, iv, sc)
+    err3 = stage01.node_errors_mm(fit3.nodes, a["nodes"], 1024, 768)
+    assert n_named > len(jb) + 300 and err3.mean() < 0.05 and err3.mean() < 0.5 * err_rounded.mean(), \
+        (n_named, len(jb), err3.mean(), err_rounded.mean())
 
 
 @pytest.fixture(scope="module")
