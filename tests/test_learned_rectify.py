@@ -214,3 +214,21 @@ def test_missing_weights_name_the_path(tmp_path):
     (tmp_path / "stage0").mkdir()
     with pytest.raises(InputError, match="stage-1"):
         learned.stage_checkpoint(tmp_path, 1)
+
+
+def test_folder_source_from_ecgdigit_synth(tmp_path):
+    from ecgdigit.cli import main
+
+    data = tmp_path / "data"
+    assert main(["synth", "--out", str(data), "--records", "1", "--types", "0003", "--split", "train",
+                 "--seed", "8", "--fs", "250"]) == 0
+    src = stage01.FolderSource(data)
+    assert len(src) == 1
+    item = src[0]
+    assert item["grid_nodes"].shape == (44, 57, 2) and item["image_type"] == "0003"
+    ds0 = stage01.Stage0Dataset(src, SIZE)
+    ds1 = stage01.Stage1Dataset(src, SIZE)
+    assert ds0[0]["image"].shape == (3, SIZE, SIZE) and bool(ds0[0]["kp_valid"].any())
+    assert float(ds1[0]["heat"].max()) > 0.9
+    with pytest.raises(InputError, match="labels"):
+        stage01.FolderSource(tmp_path)
