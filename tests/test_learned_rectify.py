@@ -78,8 +78,8 @@ def test_stage1_targets_and_loss_falls():
     nodes = item["nodes"].numpy() / 2 - 0.25  # input px -> output px at reduction 2
     j, i = 20, 30
     x, y = np.rint(nodes[j, i]).astype(int)
-    assert abs(float(item["node_index"][0, y, x]) * stage01.INDEX_SCALE - j) < 0.6
-    assert abs(float(item["node_index"][1, y, x]) * stage01.INDEX_SCALE - i) < 0.6
+    index = stage01.target_to_index(item["node_index"][:, y, x].numpy())
+    assert abs(index[0] - j) < 0.6 and abs(index[1] - i) < 0.6
     losses = _overfit_losses(1, ds)
     assert losses[-1] < 0.93 * losses[0] and np.all(np.diff(losses) < 0), losses
 
@@ -88,7 +88,7 @@ def test_decode_and_fit_recover_the_nodes_from_perfect_maps():
     src = _source_item(3, 0, "0005")
     a = stage01.stage1_arrays(src, 1024)
     heat = np.clip(a["heat"], 1e-4, 1 - 1e-4)
-    out = np.concatenate([np.log(heat / (1 - heat))[None], a["index"] / stage01.INDEX_SCALE])
+    out = np.concatenate([np.log(heat / (1 - heat))[None], stage01.index_to_target(a["index"])])
     j, i, xy, score = learned.decode_nodes(out)
     assert len(j) > 1500 and len(set(zip(j.tolist(), i.tolist()))) == len(j)
     fit = learned.fit_node_field(j, i, stage01.scale_points(xy, 2, 2))
@@ -104,7 +104,7 @@ def test_decode_and_fit_recover_the_nodes_from_perfect_maps():
     # biased index maps (0.985 x index + 0.3 node): rounding alone leaves many nodes unnamed or
     # misnamed; naming again by the fitted grid's nearest node recovers them
     biased = out.copy()
-    biased[1:] = biased[1:] * 0.985 + 0.3 / stage01.INDEX_SCALE
+    biased[1:] = stage01.index_to_target(a["index"] * 0.985 + 0.3)
     jb, ib, xyb, _ = learned.decode_nodes(biased)
     rounded = learned.fit_node_field(jb, ib, stage01.scale_points(xyb, 2, 2))
     err_rounded = stage01.node_errors_mm(rounded.nodes, a["nodes"], 1024, 768)
@@ -188,7 +188,7 @@ def test_rectify_learned_geometry_with_perfect_stage_outputs(tiny_weights, monke
         ow, oh = canvas.shape[1] // 2, canvas.shape[0] // 2
         heat = np.clip(stage01.node_heatmap(nodes_o, ow, oh), 1e-4, 1 - 1e-4)
         index, _ = stage01.index_maps(nodes_o, ow, oh)
-        return np.concatenate([np.log(heat / (1 - heat))[None], index / stage01.INDEX_SCALE])
+        return np.concatenate([np.log(heat / (1 - heat))[None], stage01.index_to_target(index)])
 
     model1 = learned.load_stage_model(tiny_weights, 1)
     monkeypatch.setitem(model1.config.extra, "image_size", size1)

@@ -4,7 +4,7 @@ Stage 0 (`nets.unet.SegmentationModel` with an 8-way pooled head): the whole ima
 scaled to the model's `image_size` and padded to a square, gives the orientation code (softmax
 over the 8 layout codes) and the 13 lead-label marker maps (spatial softmax per label; peak with a
 sub-pixel centroid).
-Stage 1 (3 output channels: node heatmap logit, j / 10, i / 10): the image, turned upright by the
+Stage 1 (3 output channels: node heatmap logit, j and i scaled to [-1, 1]): the image, turned upright by the
 stage-0 code and scaled into the stage-1 canvas, gives the large-grid nodes: heatmap peaks
 (threshold, 3 x 3 local maxima, parabolic sub-pixel step), each named by rounding the index maps
 at the peak (then named again by the nearest node of the fitted field, see `fit_peaks`). A RANSAC homography over node index plus a smooth residual field (the classical
@@ -38,8 +38,9 @@ from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as
                                   fallback_node_field)
 from ecgdigit.rectify.classical import (CLIP_PCT, WORK_PX_PER_BOX, _apply_h, _biharmonic_operator,
                                         _clip_at_percentile, _features, _measure, _smooth_field)
-from ecgdigit.train.stage01 import (INDEX_SCALE, PAPER_WHITE, STAGE0_SIZE, STAGE1_SIZE, fit_into_canvas,
-                                    orient_points, scale_points, stage1_height, unorient_points, upright_size)
+from ecgdigit.train.stage01 import (PAPER_WHITE, STAGE0_SIZE, STAGE1_SIZE, fit_into_canvas,
+                                    orient_points, scale_points, stage1_height, target_to_index, unorient_points,
+                                    upright_size)
 
 MIN_IMAGE_SIDE = 64
 MIN_FIT_NODES = 20  # fewer detected nodes: no fit
@@ -184,8 +185,8 @@ def decode_peaks(outputs: np.ndarray, threshold: float = NODE_THRESHOLD):
     pad = np.pad(heat, 1, mode="edge")
     dx = _parabolic(pad[ys + 1, xs], pad[ys + 1, xs + 1], pad[ys + 1, xs + 2])
     dy = _parabolic(pad[ys, xs + 1], pad[ys + 1, xs + 1], pad[ys + 2, xs + 1])
-    jv = ndimage.uniform_filter(outputs[1].astype(np.float64), 3)[ys, xs] * INDEX_SCALE
-    iv = ndimage.uniform_filter(outputs[2].astype(np.float64), 3)[ys, xs] * INDEX_SCALE
+    jv, iv = target_to_index(np.stack([ndimage.uniform_filter(outputs[c].astype(np.float64), 3)[ys, xs]
+                                       for c in (1, 2)]))
     xy = np.stack([xs + dx, ys + dy], 1).astype(np.float64)
     return xy, jv, iv, heat[ys, xs]
 

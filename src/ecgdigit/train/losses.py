@@ -66,10 +66,11 @@ def stage0_loss(outputs, batch, keypoint_weight: float = 0.5, sigma: float = 1.5
 
 
 def stage1_loss(logits, batch, pos_weight: float = 4.0, index_weight: float = 1.0):
-    """Node-heatmap BCE (pos_weight on the Gaussian peaks) + smooth-L1 on the (j, i) / 10 index
-    maps where the page is; (total, parts). logits (B, 3, h, w): heat, j, i."""
+    """Node-heatmap BCE (pos_weight on the Gaussian peaks) + smooth-L1 on the (j, i) index maps
+    (scaled to [-1, 1], see `stage01.index_to_target`) where the page is; (total, parts).
+    logits (B, 3, h, w): heat, j, i."""
     heat = bce_loss(logits[:, :1], batch["heat"], pos_weight)
     valid = batch["index_valid"].float()
-    err = F.smooth_l1_loss(logits[:, 1:3].float(), batch["node_index"].float(), reduction="none", beta=0.05)
+    err = F.smooth_l1_loss(logits[:, 1:3].float(), batch["node_index"].float(), reduction="none", beta=0.02)
     idx = (err * valid).sum() / (2 * valid.sum()).clamp_min(1.0)
     return heat + index_weight * idx, {"heat_bce": float(heat.detach()), "index_l1": float(idx.detach())}
