@@ -163,6 +163,10 @@ def test_rectify_learned_end_to_end_with_tiny_weights(tiny_weights):
     assert (rect.confidence > 0) or rect.reason  # an untrained model may reject, but says why
     # models are cached per process
     assert learned.load_stage_model(tiny_weights, 1) is learned.load_stage_model(tiny_weights, 1)
+    # a known orientation overrides stage 0's choice
+    assert learned.rectify_learned(image, weights=tiny_weights, orientation=2).orientation == 2
+    with pytest.raises(InputError, match="orientation"):
+        learned.rectify_learned(image, weights=tiny_weights, orientation=9)
     # too small / grayscale / 16-bit: a flag or a result, never a crash
     small = learned.rectify_learned(np.full((50, 50, 3), 255, np.uint8), weights=tiny_weights)
     assert small.confidence == 0.0 and "too small" in small.reason

@@ -432,11 +432,13 @@ def stage1_fit(model, canvas: np.ndarray, threshold: float = NODE_THRESHOLD) -> 
 
 def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *, device: Optional[str] = None,
                     interpolation: int = cv2.INTER_LINEAR, node_threshold: float = NODE_THRESHOLD,
-                    refine: bool = True) -> Rectification:
+                    refine: bool = True, orientation: Optional[int] = None) -> Rectification:
     """Rectify `image` with the stage-0 and stage-1 networks of the weights folder `weights`.
 
     `refine`: re-measure the nodes on the full image (see `refine_on_image`); kept when it measures
     at least 80% as many nodes as the network found, with a smaller fit residual.
+    `orientation`: the layout orientation code when it is known (e.g. upright scans); stage 0 then
+    only supplies the lead-label markers.
     Missing weights raise InputError naming the path; unusable images come back with confidence 0
     and a reason (like the classical rectifier)."""
     if weights is None:
@@ -452,6 +454,12 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     t0 = time.perf_counter()
     s0 = run_stage0(model0, rgb)
     timings["stage0"] = time.perf_counter() - t0
+    if orientation is not None:
+        if not 0 <= int(orientation) < layout.N_ORIENTATIONS:
+            raise InputError(f"rectify: orientation must be a layout code 0..7, got {orientation}")
+        p = np.zeros(layout.N_ORIENTATIONS)
+        p[int(orientation)] = 1.0
+        s0 = Stage0Output(int(orientation), p, s0.keypoints, s0.keypoint_score)
     code = s0.orientation
     t0 = time.perf_counter()
     size1 = int(model1.config.extra.get("image_size", STAGE1_SIZE))
