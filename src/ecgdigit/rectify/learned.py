@@ -11,7 +11,8 @@ at the peak (then named again by the nearest node of the fitted field, see `fit_
 rectifier's biharmonic-regularised least squares) fits every node of the page and its margin ring,
 filling hidden nodes and extrapolating past the detected ones (never (0, 0)). The lead-label
 keypoints of stage 0 sit on known nodes; when most of them agree that the stage-1 indices are off
-by a whole number of boxes, the indices are corrected. The node field goes to original pixels and
+by a whole number of boxes, the indices are corrected; so are they when the page's ink (traces,
+pulses, labels) matches the layout template clearly better at a whole-box shift of the names. The node field goes to original pixels and
 `api.build_rectification` makes the dense map and the ONE remap of the original image. Optionally
 (`refine=True`, the default) the nodes are measured again on the image itself at the classical
 rectifier's working resolution, starting from the fitted field, so that their precision does not
@@ -36,9 +37,10 @@ from ecgdigit import layout
 from ecgdigit.errors import InputError
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
                                   fallback_node_field)
-from ecgdigit.rectify.classical import (CLIP_PCT, WORK_PX_PER_BOX, _apply_h, _biharmonic_operator,
-                                        _clip_at_percentile, _features, _measure, _smooth_field)
-from ecgdigit.train.stage01 import (PAPER_WHITE, STAGE0_SIZE, STAGE1_SIZE, fit_into_canvas,
+from ecgdigit.rectify.classical import (CLIP_PCT, INK_SAMPLES_PER_BOX, WORK_PX_PER_BOX, _apply_h,
+                                        _biharmonic_operator, _clip_at_percentile, _features, _layout_template,
+                                        _measure, _smooth_field, _trace_end_anchor)
+from ecgdigit.train.stage01 import (PAPER_WHITE, STAGE0_SIZE, STAGE1_SIZE,
                                     orient_points, scale_points, stage1_height, target_to_index, unorient_points,
                                     upright_size)
 
@@ -48,6 +50,8 @@ GOOD_NODE_COUNT = 1000  # confidence is full from this many fitted nodes on
 NODE_THRESHOLD = 0.3  # heatmap probability of a node peak
 INDEX_TOLERANCE = 0.35  # |predicted index - nearest integer| beyond this: the node is not named
 FIT_ROUNDS = 4
+LAYOUT_SHIFT_GAIN = 0.02  # correlation a whole-box row shift must gain over no shift to be applied
+LAYOUT_MIN_SCORE = 0.06  # correlation with the layout template below which the page match is weak
 SMOOTH_LAMBDA = 0.1  # weight of the biharmonic smoothness of the residual field (per node, px^2)
 OUTLIER_FLOOR = 0.05  # nodes further than this many boxes (or 4 robust sigmas) from the fit are dropped
 
@@ -387,6 +391,86 @@ def refine_on_image(rgb: np.ndarray, field: np.ndarray, box_px: float,
     return fit, int(good.sum())
 
 
+def _ink_raster(rgb: np.ndarray, field: np.ndarray, margin: int = NODE_MARGIN) -> Optional[np.ndarray]:
+    """The page's ink (darkness with the grid removed, clipped to 0..1) sampled S times per box over
+    the named node grid plus `margin` boxes, cells centred on nodes (the classical template's frame)."""
+    S = INK_SAMPLES_PER_BOX
+    h, w = rgb.shape[:2]
+    box = float(np.median(np.hypot(*np.diff(field, axis=1).reshape(-1, 2).T)))
+    s = min(1.0, 2.0 * S / max(box, 1e-6))
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
+        if s < 1 else rgb
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    dark, _ = _features(small)
+    dark = cv2.GaussianBlur(dark, (0, 0), max(0.5, box * s / S / 2.5))
+    jj = (np.arange(-margin * S, (N_ROWS + margin) * S) + 0.5) / S - 0.5 + margin
+    ii = (np.arange(-margin * S, (N_COLS + margin) * S) + 0.5) / S - 0.5 + margin
+    J, I = np.meshgrid(jj, ii, indexing="ij")
+    coords = [J.ravel(), I.ravel()]
+    px = np.stack([ndimage.map_coordinates(field[:, :, c], coords, order=1, mode="nearest") for c in (0, 1)], -1)
+    px = scale_points(px, sx, sy).reshape(J.shape + (2,)).astype(np.float32)
+    obs = cv2.remap(dark, px[..., 0], px[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    # remove the grid: every box looks the same, so the per-phase median over the boxes is the grid
+    # (as the classical rectifier does); then clip, so that a dark background cannot dominate
+    nb_j, nb_i = obs.shape[0] // S, obs.shape[1] // S
+    cells = obs.reshape(nb_j, S, nb_i, S).transpose(0, 2, 1, 3)
+    obs = np.clip(cells - np.median(cells.reshape(-1, S, S), axis=0), 0, None).transpose(0, 2, 1, 3).reshape(obs.shape)
+    top = float(np.percentile(obs, 99.5))
+    if top <= 1e-6:
+        return None
+    return np.minimum(obs / top, 1.0)
+
+
+def layout_index_scores(ink: np.ndarray, margin: int = NODE_MARGIN) -> np.ndarray:
+    """Normalised correlation of the ink raster (`_ink_raster`) with the classical rectifier's layout
+    template (trace bands on the baselines, calibration pulses, lead labels) for every whole-box
+    shift of the node names: scores[dj + m, di + m], (dj, di) = named index - true index.
+    The baselines fix dj well; di is weaker (the bands are long), see `layout_index_shift`."""
+    S = INK_SAMPLES_PER_BOX
+    tmpl = _layout_template(S)
+    t0 = tmpl - tmpl.mean()
+    th, tw = t0.shape
+    scores = np.zeros((2 * margin + 1, 2 * margin + 1))
+    for a in range(2 * margin + 1):
+        for b in range(2 * margin + 1):
+            win = ink[a * S:a * S + th, b * S:b * S + tw]
+            win = win - win.mean()
+            scores[a, b] = float((t0 * win).sum() / max(np.linalg.norm(t0) * np.linalg.norm(win), 1e-12))
+    return scores
+
+
+def layout_index_shift(rgb: np.ndarray, field: np.ndarray,
+                       margin: int = NODE_MARGIN) -> Tuple[Tuple[int, int], float]:
+    """(whole-box shift (dj, di) of the node names that the page layout asks for, layout score).
+
+    dj: the template row shift, when it beats no shift by LAYOUT_SHIFT_GAIN; di: where the rows'
+    traces end (the 10 s line, the classical rectifier's anchor) when the rows agree, else the
+    template's column shift under the same rule."""
+    ink = _ink_raster(rgb, field, margin)
+    if ink is None:
+        return (0, 0), 0.0
+    scores = layout_index_scores(ink, margin)
+    rows = scores.max(axis=1)
+    a = int(np.argmax(rows))
+    dj = a - margin if rows[a] - rows[margin] >= LAYOUT_SHIFT_GAIN else 0
+    row = scores[dj + margin]
+    b = int(np.argmax(row))
+    di = b - margin if row[b] - row[margin] >= LAYOUT_SHIFT_GAIN else 0  # the template's answer
+    end = _trace_end_anchor(ink, margin + dj)
+    if end is not None and abs(end - margin) <= margin:
+        di = end - margin  # the trace ends, where the rows agree, are the sharper anchor
+    return (dj, di), float(scores[dj + margin, di + margin])
+
+
+def _shifted_fit(field: np.ndarray, found: np.ndarray, shift: Tuple[int, int]) -> Optional["NodeFit"]:
+    """Fit again with the found nodes' names moved by -shift (named index = true index + shift)."""
+    m = NODE_MARGIN
+    JJ, II = np.meshgrid(np.arange(N_ROWS), np.arange(N_COLS), indexing="ij")
+    jd, idd = JJ[found] - shift[0], II[found] - shift[1]
+    keep = (jd >= 0) & (jd < N_ROWS) & (idd >= 0) & (idd < N_COLS)
+    return fit_node_field(jd[keep], idd[keep], field[m:m + N_ROWS, m:m + N_COLS][found][keep])
+
+
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
@@ -432,13 +516,16 @@ def stage1_fit(model, canvas: np.ndarray, threshold: float = NODE_THRESHOLD) -> 
 
 def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *, device: Optional[str] = None,
                     interpolation: int = cv2.INTER_LINEAR, node_threshold: float = NODE_THRESHOLD,
-                    refine: bool = True, orientation: Optional[int] = None) -> Rectification:
+                    refine: bool = True, orientation: Optional[int] = None,
+                    layout_check: bool = True) -> Rectification:
     """Rectify `image` with the stage-0 and stage-1 networks of the weights folder `weights`.
 
     `refine`: re-measure the nodes on the full image (see `refine_on_image`); kept when it measures
     at least 80% as many nodes as the network found, with a smaller fit residual.
     `orientation`: the layout orientation code when it is known (e.g. upright scans); stage 0 then
     only supplies the lead-label markers.
+    `layout_check`: find whole-box shifts of the node names from the page's ink (`layout_index_shift`:
+    template rows, trace ends) and correct them; a weak layout match lowers the confidence.
     Missing weights raise InputError naming the path; unusable images come back with confidence 0
     and a reason (like the classical rectifier)."""
     if weights is None:
@@ -473,12 +560,7 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     kp_canvas = from_image(s0.keypoints)
     shift, n_votes, n_agree = _keypoint_index_shift(fit, kp_canvas, s0.keypoint_score)
     if shift is not None and shift != (0, 0) and n_agree >= 4 and n_agree >= 0.6 * n_votes:
-        m = NODE_MARGIN
-        old = fit
-        JJ, II = np.meshgrid(np.arange(N_ROWS), np.arange(N_COLS), indexing="ij")
-        jd, idd = JJ[old.found] - shift[0], II[old.found] - shift[1]  # named index = true + shift
-        keep = (jd >= 0) & (jd < N_ROWS) & (idd >= 0) & (idd < N_COLS)
-        refit = fit_node_field(jd[keep], idd[keep], old.field[m:m + N_ROWS, m:m + N_COLS][old.found][keep])
+        refit = _shifted_fit(fit.field, fit.found, shift)
         if refit is not None:
             fit = refit
             reasons.append(f"grid indices corrected by {shift} boxes from the lead labels")
@@ -496,8 +578,24 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
             n_found, residual = int(found_mask.sum()), refined.residual
             fit = NodeFit(fit.field, found_mask, fit.homography, fit.box_px, residual)
         timings["refine"] = time.perf_counter() - t0
+    found_mask = fit.found
+    layout_score = float("nan")
+    if layout_check:
+        t0 = time.perf_counter()
+        shift, layout_score = layout_index_shift(rgb, node_field)
+        if shift != (0, 0):
+            moved = _shifted_fit(node_field, found_mask, shift)
+            if moved is not None:
+                node_field, found_mask = moved.field, moved.found
+                n_found = int(found_mask.sum())
+                reasons.append(f"grid indices corrected by {shift} boxes from the page layout")
+        timings["layout"] = time.perf_counter() - t0
     p_orient = float(s0.probabilities[code])
     conf = min(1.0, n_found / GOOD_NODE_COUNT) * float(np.clip(1.0 - residual / 0.25, 0.0, 1.0)) * p_orient
+    if np.isfinite(layout_score):
+        conf *= float(np.clip(layout_score / (2 * LAYOUT_MIN_SCORE), 0.0, 1.0))
+        if layout_score < LAYOUT_MIN_SCORE:
+            reasons.append(f"weak match with the ECG layout (score {layout_score:.3f})")
     if n_found < GOOD_NODE_COUNT:
         reasons.append(f"only {n_found} page grid nodes detected")
     if p_orient < 0.9:
@@ -506,11 +604,11 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
         reasons.append(f"nodes fit the smooth grid model poorly (median {residual:.2f} boxes)")
     if n_votes >= 4 and n_agree < 0.6 * n_votes:
         reasons.append(f"lead labels disagree with the grid indices ({n_agree} of {n_votes} agree)")
-    return build_rectification(rgb, node_field, fit.found, code, conf, "; ".join(reasons), timings, "learned",
+    return build_rectification(rgb, node_field, found_mask, code, conf, "; ".join(reasons), timings, "learned",
                                interpolation)
 
 
 __all__ = ["rectify_learned", "load_stage_model", "stage_checkpoint", "decode_nodes", "decode_peaks", "name_peaks",
            "fit_peaks", "fit_node_field",
            "run_stage0", "stage1_canvas", "stage1_fit", "keypoints_from_logits", "clear_model_cache",
-           "refine_on_image"]
+           "refine_on_image", "layout_index_scores", "layout_index_shift"]
