@@ -219,7 +219,7 @@ def test_rectify_learned_geometry_with_perfect_stage_outputs(tiny_weights, monke
 
 
 def test_layout_check_corrects_whole_box_index_shifts(tiny_weights, monkeypatch):
-    src = _source_item(12, 0, "0003", code=2)
+    src = _source_item(7, 1, "0004", code=2)
     rgb = src["image"]
     plain = _rectify_with_perfect_stages(tiny_weights, monkeypatch, src, (1, -1), layout_check=False)
     fixed = _rectify_with_perfect_stages(tiny_weights, monkeypatch, src, (1, -1))

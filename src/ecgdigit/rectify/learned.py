@@ -583,7 +583,7 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     if layout_check:
         t0 = time.perf_counter()
         shift, layout_score = layout_index_shift(rgb, node_field)
-        if shift != (0, 0):
+        if shift != (0, 0) and layout_score >= LAYOUT_MIN_SCORE:  # only a clear layout match renames
             moved = _shifted_fit(node_field, found_mask, shift)
             if moved is not None:
                 node_field, found_mask = moved.field, moved.found
