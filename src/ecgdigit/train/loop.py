@@ -1,13 +1,20 @@
-"""Stage-2 training loop: AdamW + one-cycle cosine, AMP on CUDA, gradient accumulation, DDP.
+"""Training loop of all three stages: AdamW + one-cycle cosine, AMP on CUDA, gradient accumulation, DDP.
 
-The checkpoint kept as `best.pt` is the one with the best validation score in competition dB
-(model -> sigmoid maps -> `trace.extract.extract_record` -> `ecgdigit.metric`), not the lowest loss.
+`TrainConfig.stage` picks the data, model head, loss and validation metric:
+- 0: orientation (8-way pooled head) + 13 lead-label marker maps on the whole image
+  (`train.stage01.Stage0Dataset`); validation: orientation accuracy (+ marker error in mm).
+- 1: large-grid node heatmap + (j, i) index maps on the upright image (`train.stage01.Stage1Dataset`);
+  validation: mean node error in mm after the full decode + fit of `rectify.learned`.
+- 2: the 4 band maps of the canonical frame; validation: competition dB
+  (model -> sigmoid maps -> `trace.extract.extract_record` -> `ecgdigit.metric`).
+The checkpoint kept as `best.pt` is the one with the best validation figure, not the lowest loss.
 `last.pt` carries optimiser, scheduler and scaler state so that `resume=True` continues a run. Each
 checkpoint has its model config as JSON beside it (`nets.unet.save_model`); the run's TrainConfig
 is written to `train_config.json`, one CSV row per epoch to `log.csv` and the curves to `curves.png`.
 
 Multi-GPU: launch the same entry (notebook or `python -m ecgdigit.train.loop`) under `torchrun`;
-WORLD_SIZE > 1 switches on DistributedDataParallel, only rank 0 validates and writes.
+WORLD_SIZE > 1 switches on DistributedDataParallel (NCCL on GPUs, gloo on CPU), only rank 0
+validates and writes.
 """
 from __future__ import annotations
 
@@ -16,9 +23,9 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +34,7 @@ from tqdm.auto import tqdm
 from ecgdigit.layout import CANONICAL_HEIGHT, CANONICAL_WIDTH
 from ecgdigit.nets.unet import SegmentationModel, load_model, save_model
 from ecgdigit.train.data import SyntheticTraceDataset, collate, make_folds, trace_dataset
-from ecgdigit.train.losses import stage2_loss
+from ecgdigit.train.losses import stage0_loss, stage1_loss, stage2_loss
 
 
 @dataclass
@@ -49,6 +56,11 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     workers: int = 2
     out_dir: str = "runs/stage2"
+    image_size: int = 0  # stages 0/1: input size (stage 0: square side, stage 1: canvas width); 0 = default
+    keypoint_weight: float = 0.5  # stage 0: weight of the marker-map loss beside the orientation loss
+    augment_orientation: bool = True  # stage 0: draw each image's orientation uniformly from the 8 codes
+    cache_items: bool = False  # stages 0/1: keep rendered items in memory across epochs (workers=0; CPU runs)
+    time_limit_s: float = 0.0  # > 0: stop after the epoch during which this many seconds have passed
     resume: bool = False
     pos_weight: float = 10.0
     column_ce_weight: float = 0.0  # > 0 adds the per-column cross-entropy (top teams: ~+1 dB)
@@ -105,6 +117,88 @@ def _datasets(cfg: TrainConfig):
     return train, val
 
 
+def _stage01_image_size(cfg: TrainConfig) -> int:
+    from ecgdigit.train.stage01 import STAGE0_SIZE, STAGE1_SIZE
+
+    return int(cfg.image_size) or (STAGE0_SIZE if cfg.stage == 0 else STAGE1_SIZE)
+
+
+def _stage01_datasets(cfg: TrainConfig):
+    from ecgdigit.train import stage01
+
+    types = tuple(cfg.types) or None
+    size = _stage01_image_size(cfg)
+    if cfg.data == "synthetic":
+        train_src = stage01.make_source("synthetic", cfg.samples_per_epoch, cfg.seed, types)
+        val_src = stage01.make_source("synthetic", cfg.val_samples, cfg.seed + 1_000_003, types)
+    else:
+        root = Path(cfg.data)
+        tr_ids = va_ids = None
+        if cfg.fold >= 0:
+            folds = make_folds(root / "train.csv", cfg.n_folds, cfg.seed, out=Path(cfg.out_dir) / "train_folds.csv")
+            tr_ids = folds.loc[folds["fold"] != cfg.fold, "id"].astype(str).tolist()
+            va_ids = folds.loc[folds["fold"] == cfg.fold, "id"].astype(str).tolist()
+        train_src = stage01.make_source(cfg.data, 0, cfg.seed, types, tr_ids)
+        if va_ids is None:
+            val_src = stage01.make_source("synthetic", cfg.val_samples, cfg.seed + 1_000_003, types)
+        else:
+            val_src = stage01.make_source(cfg.data, 0, cfg.seed, types, va_ids)
+            if len(val_src) > cfg.val_samples:  # a fixed, evenly spread subset keeps validation affordable
+                keep = np.linspace(0, len(val_src) - 1, cfg.val_samples).astype(int)
+                val_src.entries = [val_src.entries[k] for k in keep]
+    cache = bool(cfg.cache_items)
+    if cfg.stage == 0:
+        return (stage01.Stage0Dataset(train_src, size, augment_orientation=cfg.augment_orientation, cache_items=cache),
+                stage01.Stage0Dataset(val_src, size, augment_orientation=True, cache_items=cache,
+                                      cycle_orientation=False))
+    return stage01.Stage1Dataset(train_src, size, cache_items=cache), stage01.Stage1Dataset(val_src, size,
+                                                                                          cache_items=cache)
+
+
+def _build_model(cfg: TrainConfig) -> SegmentationModel:
+    from ecgdigit.train import stage01
+
+    extra = {"stage": cfg.stage, "train": cfg.to_dict()}
+    if cfg.stage == 0:
+        return SegmentationModel(cfg.backbone, n_classes=stage01.N_KEYPOINTS, decoder_channels=cfg.decoder_channels,
+                                 output_reduction=stage01.STAGE0_REDUCTION, n_aux_classes=8, activation="none",
+                                 encoder_weights=cfg.encoder_weights,
+                                 extra={**extra, "image_size": _stage01_image_size(cfg)})
+    if cfg.stage == 1:
+        return SegmentationModel(cfg.backbone, n_classes=3, decoder_channels=cfg.decoder_channels,
+                                 output_reduction=stage01.STAGE1_REDUCTION, activation="none",
+                                 encoder_weights=cfg.encoder_weights,
+                                 extra={**extra, "image_size": _stage01_image_size(cfg)})
+    return SegmentationModel(cfg.backbone, n_classes=4, decoder_channels=cfg.decoder_channels,
+                             encoder_weights=cfg.encoder_weights, extra={**extra, "image_width": cfg.image_width})
+
+
+def _loss(cfg: TrainConfig, outputs, batch):
+    if cfg.stage == 0:
+        return stage0_loss(outputs, batch, cfg.keypoint_weight)
+    if cfg.stage == 1:
+        return stage1_loss(outputs, batch)
+    return stage2_loss(outputs, batch, cfg.pos_weight, cfg.column_ce_weight, cfg.column_sigma)
+
+
+# Per stage: (log column of the validation figure, its plot label) and how the figure compares.
+VAL_COLUMNS = {0: ("val_orient_acc", "orientation accuracy"), 1: ("val_node_mm", "mean node error (mm)"),
+               2: ("val_score_db", "dB")}
+
+
+def _validate(cfg: TrainConfig, model, dataset, device, amp: bool, progress: bool) -> dict:
+    """{"score": higher is better, "columns": {log column: value}}."""
+    if cfg.stage in (0, 1):
+        from ecgdigit.train import stage01
+
+        fn = stage01.validate_stage0 if cfg.stage == 0 else stage01.validate_stage1
+        val = fn(model, dataset, device, amp, cfg.batch_size, progress)
+        return {"score": val["score"], "columns": {f"val_{k}": v for k, v in val["metrics"].items()}, "raw": val}
+    val = validate(model, dataset, device, amp, cfg.batch_size, progress)
+    return {"score": val["score"], "raw": val,
+            "columns": {"val_score_db": val["score"], **{f"val_db_{t}": v for t, v in val["per_type"].items()}}}
+
+
 @torch.no_grad()
 def validate(model, dataset, device, amp: bool = False, batch_size: int = 2, progress: bool = True) -> dict:
     """Competition score (dB) of model -> extraction on `dataset`, overall and per image type."""
@@ -141,7 +235,7 @@ def validate(model, dataset, device, amp: bool = False, batch_size: int = 2, pro
     return {"score": float(report.score), "per_type": per_type}
 
 
-def _plot(log_rows: list, path: Path) -> None:
+def _plot(log_rows: list, path: Path, column: str = "val_score_db", label: str = "dB") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,23 +245,25 @@ def _plot(log_rows: list, path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].plot(ep, [r["train_loss"] for r in log_rows], marker="o")
     ax[0].set(xlabel="epoch", ylabel="train loss", title="loss")
-    ax[1].plot(ep, [r["val_score_db"] for r in log_rows], marker="o", color="C1")
-    ax[1].set(xlabel="epoch", ylabel="dB", title="validation score")
+    ax[1].plot(ep, [r.get(column, np.nan) for r in log_rows], marker="o", color="C1")
+    ax[1].set(xlabel="epoch", ylabel=label, title="validation")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run (or resume) a stage-2 training; returns paths and the best validation score."""
-    if cfg.stage != 2:
-        raise ValueError(f"this loop trains stage 2 (trace segmentation); got stage={cfg.stage}")
+    """Run (or resume) a training of stage `cfg.stage`; returns paths and the best validation figure
+    (`best_score`: higher is better; stage 2 also `best_score_db`)."""
+    if cfg.stage not in (0, 1, 2):
+        raise ValueError(f"stage must be 0 (orientation + markers), 1 (grid nodes) or 2 (traces); got {cfg.stage}")
     world, rank, local = _dist_info()
     distributed = world > 1
+    on_gpu = torch.cuda.is_available() and not (cfg.device or "").startswith("cpu")
     if distributed:
         import torch.distributed as dist
 
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     if cfg.device:
         device = torch.device(cfg.device)
     elif torch.cuda.is_available():
@@ -183,17 +279,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed + rank)
 
-    train_ds, val_ds = _datasets(cfg)
+    train_ds, val_ds = _datasets(cfg) if cfg.stage == 2 else _stage01_datasets(cfg)
+    if cfg.stage == 2:
+        collate_fn = collate
+    else:
+        from ecgdigit.train.stage01 import collate_stage01 as collate_fn
     sampler = (torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
                if distributed else None)
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
-        collate_fn=collate, drop_last=len(train_ds) >= cfg.batch_size * world, pin_memory=device.type == "cuda",
+        collate_fn=collate_fn, drop_last=len(train_ds) >= cfg.batch_size * world, pin_memory=device.type == "cuda",
         persistent_workers=cfg.workers > 0)
 
-    model = SegmentationModel(cfg.backbone, n_classes=4, decoder_channels=cfg.decoder_channels,
-                              encoder_weights=cfg.encoder_weights,
-                              extra={"stage": 2, "image_width": cfg.image_width, "train": cfg.to_dict()}).to(device)
+    model = _build_model(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total_steps = steps_per_epoch * cfg.epochs
@@ -222,8 +320,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
+    t_begin = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total_steps:
+            break
+        stop = bool(cfg.time_limit_s > 0 and time.time() - t_begin > cfg.time_limit_s)
+        if distributed:  # rank 0's clock decides, so that every rank stops at the same epoch
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop)], device=device if on_gpu else "cpu")
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            if progress and main_process:
+                print(f"time limit of {cfg.time_limit_s:.0f} s reached after epoch {epoch}")
             break
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -233,12 +343,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and main_process))
         for k, batch in enumerate(bar):
-            x = batch["image"].to(device, non_blocking=True)
-            for key in ("masks", "col_y", "col_valid"):
-                batch[key] = batch[key].to(device, non_blocking=True)
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(x)
-            loss, parts = stage2_loss(logits, batch, cfg.pos_weight, cfg.column_ce_weight, cfg.column_sigma)
+                outputs = net(batch["image"])
+            loss, parts = _loss(cfg, outputs, batch)
             scaler.scale(loss / cfg.grad_accum).backward()
             losses.append(float(loss.detach()))
             for name, v in parts.items():
@@ -257,31 +365,37 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     break
         if not main_process:
             continue
-        val = validate(model, val_ds, device, use_amp, cfg.batch_size, progress)
+        val = _validate(cfg, model, val_ds, device, use_amp, progress)
         row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                **{f"train_{n}": v / max(len(losses), 1) for n, v in parts_sum.items()},
-               "val_score_db": val["score"], **{f"val_db_{t}": v for t, v in val["per_type"].items()},
+               **val["columns"], "val_score": val["score"],
                "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
         log_rows.append(row)
         if val["score"] > best:
             best = val["score"]
-            save_model(model, best_path, {"epoch": epoch, "val": val})
+            save_model(model, best_path, {"epoch": epoch, "val": val["raw"]})
         save_model(model, last_path, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                       "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best": best,
                                       "log": log_rows})
         import pandas as pd
 
         pd.DataFrame(log_rows).to_csv(out / "log.csv", index=False)
-        _plot(log_rows, out / "curves.png")
+        _plot(log_rows, out / "curves.png", *VAL_COLUMNS[cfg.stage])
         if progress:
-            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  val {val['score']:.2f} dB  "
-                  f"per type {json.dumps({t: round(v, 2) for t, v in val['per_type'].items()})}")
+            shown = {k[4:]: round(v, 3) for k, v in val["columns"].items()}
+            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  val {json.dumps(shown)}")
     if distributed:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return {"best_score_db": best, "best": str(best_path), "last": str(last_path), "log": str(out / "log.csv"),
-            "curves": str(out / "curves.png"), "steps": step}
+    # identical on every rank when DDP kept the replicas in step (each rank starts from its own seed)
+    checksum = float(sum(float(p.detach().double().sum()) for p in model.parameters()))
+    result = {"best_score": best, "best": str(best_path), "last": str(last_path), "log": str(out / "log.csv"),
+              "curves": str(out / "curves.png"), "steps": step, "rank": rank, "world_size": world,
+              "param_checksum": checksum}
+    if cfg.stage == 2:
+        result["best_score_db"] = best
+    return result
 
 
 def load_best(out_dir, map_location="cpu") -> SegmentationModel:
