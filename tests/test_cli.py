@@ -40,3 +40,13 @@ def test_score_errors_are_one_line(tmp_path, capsys):
     code = main(["score", "--solution", str(tmp_path / "nope.csv"), "--submission", str(tmp_path / "short.csv")])
     err = capsys.readouterr().err
     assert code == 2 and "solution not found" in err and "nope.csv" in err
+
+
+def test_train_stage0_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "stage0"
+    assert main(["train", "--stage", "0", "--backbone", "test_resnet", "--image-size", "128", "--epochs", "1",
+                 "--samples-per-epoch", "2", "--batch-size", "2", "--val-samples", "1", "--workers", "0",
+                 "--no-amp", "--lr", "1e-3", "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best validation score" in printed and "(higher is better)" in printed
+    assert (out / "best.pt").is_file() and (out / "log.csv").is_file()

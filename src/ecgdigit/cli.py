@@ -135,10 +135,12 @@ def _run_synth(args) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train the stage-2 trace model (same loop as notebooks/train.ipynb)",
-        description="Train the stage-2 trace segmentation model on the on-the-fly synthetic generator or "
-        "a synthetic competition-layout folder; keeps best.pt (best validation dB) and last.pt (resume).",
+        help="train a stage model: 0 orientation + labels, 1 grid nodes, 2 traces (same loop as notebooks/train.ipynb)",
+        description="Train stage 0 (orientation + lead-label keypoints), stage 1 (grid nodes + indices) or "
+        "stage 2 (trace segmentation) on the on-the-fly synthetic generator or a synthetic competition-layout "
+        "folder; keeps best.pt (best validation figure) and last.pt (resume).",
     )
+    p.add_argument("--stage", type=int, choices=(0, 1, 2), default=2)
     p.add_argument("--out-dir", required=True, help="run folder (checkpoints, log.csv, curves.png)")
     p.add_argument("--backbone", default="resnet34")
     p.add_argument("--data", default="synthetic",
@@ -148,7 +150,8 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--image-width", type=int, default=4400, help="canonical frame scaled to this width")
+    p.add_argument("--image-width", type=int, default=4400, help="stage 2: canonical frame scaled to this width")
+    p.add_argument("--image-size", type=int, default=0, help="stages 0/1: input size (0: the stage's default)")
     p.add_argument("--column-ce-weight", type=float, default=0.5)
     p.add_argument("--val-samples", type=int, default=32)
     p.add_argument("--workers", type=int, default=4)
@@ -161,13 +164,15 @@ def _add_train(sub) -> None:
 def _run_train(args) -> int:
     from ecgdigit.train.loop import TrainConfig, train
 
-    cfg = TrainConfig(backbone=args.backbone, data=args.data, epochs=args.epochs,
-                      samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size,
+    cfg = TrainConfig(stage=args.stage, image_size=args.image_size, backbone=args.backbone, data=args.data,
+                      epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size,
                       grad_accum=args.grad_accum, lr=args.lr, image_width=args.image_width,
                       column_ce_weight=args.column_ce_weight, val_samples=args.val_samples, workers=args.workers,
                       fold=args.fold, amp=not args.no_amp, resume=args.resume, out_dir=args.out_dir)
     result = train(cfg)
-    print(f"best validation score {result['best_score_db']:.2f} dB -> {result['best']}")
+    figure = (f"{result['best_score_db']:.2f} dB" if "best_score_db" in result
+              else f"{result['best_score']:.4f} (higher is better)")
+    print(f"best validation score {figure} -> {result['best']}")
     return 0
 
 
