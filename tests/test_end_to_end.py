@@ -113,3 +113,17 @@ def test_weights_path_runs_a_stage2_model(test_folder, tmp_path, capsys):
     assert json.loads((tmp_path / "d" / f"{image.stem}.json").read_text())["tracer"] == "model"
     assert main(["submit", "--input", str(test_folder), "--output", str(out), "--weights", str(tmp_path)]) == 2
     assert "no stage-2 weights in this folder" in capsys.readouterr().err
+
+
+def test_uncertain_geometry_is_refused_not_read(test_folder):
+    """An image whose rectification confidence is under the Digitizer's floor is refused with the
+    figure in the message (submit then writes a flat fallback, which scores better than wrong traces)."""
+    from ecgdigit.errors import EcgdigitError
+    from ecgdigit.pipeline import Digitizer
+
+    path = next((test_folder / "test").glob("*.png"))
+    result = Digitizer()(path, fs=500)
+    conf = result.rectification.confidence
+    assert 0.1 <= conf <= 1.0
+    with pytest.raises(EcgdigitError, match="rectification confidence"):
+        Digitizer(min_rectify_confidence=conf + 1e-3)(path, fs=500)
