@@ -112,7 +112,7 @@ def test_weights_path_runs_a_stage2_model(test_folder, tmp_path, capsys):
                  "--no-wfdb"]) == 0
     assert json.loads((tmp_path / "d" / f"{image.stem}.json").read_text())["tracer"] == "model"
     assert main(["submit", "--input", str(test_folder), "--output", str(out), "--weights", str(tmp_path)]) == 2
-    assert "no stage-2 weights in this folder" in capsys.readouterr().err
+    assert "no weights in this folder (expected stage-2 weights" in capsys.readouterr().err
 
 
 def test_uncertain_geometry_is_refused_not_read(test_folder):

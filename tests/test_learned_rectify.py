@@ -255,3 +255,31 @@ def test_folder_source_from_ecgdigit_synth(tmp_path):
     assert float(ds1[0]["heat"].max()) > 0.9
     with pytest.raises(InputError, match="labels"):
         stage01.FolderSource(tmp_path)
+
+
+def test_digitizer_uses_the_learned_rectifier_of_a_weights_folder(tiny_weights, monkeypatch, tmp_path):
+    """A weights folder with stage-0 + stage-1 weights (no stage 2) -> learned rectifier + classical
+    traces; with the networks replaced by their exact targets the record reads the photo well."""
+    from ecgdigit.layout import default_lead_lengths
+    from ecgdigit.pipeline import Digitizer
+    from ecgdigit.trace.evaluation import score_records, truth_record
+
+    assert Digitizer(weights=tiny_weights).rectify_method == "learned"
+    assert Digitizer(weights=tiny_weights, rectify_method="classical").rectify_method == "classical"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="stage-0 and stage-1"):
+        Digitizer(weights=empty, rectify_method="learned")
+    with pytest.raises(InputError, match="no weights"):
+        Digitizer(weights=empty)
+
+    sample = make_sample(4, 0, "0005")
+    src = _source_item(4, 0, "0005", code=3)
+    rect = _rectify_with_perfect_stages(tiny_weights, monkeypatch, src)
+    monkeypatch.setattr(learned, "rectify_learned", lambda image, weights=None, **kw: rect)
+    fs = float(sample.fs)
+    lengths = default_lead_lengths(fs)
+    result = Digitizer(weights=tiny_weights)(src["image"], fs=fs, lead_lengths=lengths)
+    assert result.rectification.method == "learned" and result.tracer == "classical"
+    truth = truth_record(sample.signals.astype(np.float64), fs, lengths)
+    assert score_records([truth], [result.record], [fs]).score > 10

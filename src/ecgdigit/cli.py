@@ -182,8 +182,11 @@ def _run_train(args) -> int:
 def _add_model_arguments(p) -> None:
     """--weights / --device, shared by the commands that digitise."""
     p.add_argument("--weights", default=None,
-                   help="weights folder (stage2.pt, or a training run's best.pt; default: the no-weights path)")
+                   help="weights folder: stage-2 weights (stage2.pt, stage2/best.pt or a run's best.pt) and/or "
+                   "stage-0 + stage-1 weights for the learned rectifier (default: the no-weights path)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--rectifier", default="auto", choices=("auto", "classical", "learned"),
+                   help="auto: learned when --weights holds stage-0 + stage-1 weights, else classical")
 
 
 def _add_submit(sub) -> None:
@@ -210,7 +213,7 @@ def _run_submit(args) -> int:
 
     from ecgdigit.submit import run_submit, score_submit_result
 
-    result = run_submit(args.input, args.output, weights=args.weights, device=args.device,
+    result = run_submit(args.input, args.output, weights=args.weights, device=args.device, rectifier=args.rectifier,
                         workers=args.workers, limit=args.limit, overlay_dir=args.overlays)
     print(f"{result.n_images} image(s) in {result.seconds:.1f} s ({result.n_images / max(result.seconds, 1e-9):.2f} img/s); "
           f"{len(result.failures)} fell back; submission: {result.output}")
@@ -240,6 +243,7 @@ def _run_digitize(args) -> int:
     from ecgdigit.digitize import digitize_images
 
     outcomes = digitize_images(args.images, args.out, fs=args.fs, weights=args.weights, device=args.device,
+                               rectifier=args.rectifier,
                                wfdb_records=not args.no_wfdb)
     ok = sum(o.ok for o in outcomes)
     print(f"digitised {ok} of {len(outcomes)} image(s) into {args.out}")

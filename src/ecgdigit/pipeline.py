@@ -5,7 +5,9 @@
       -> extract + post-process (mV, per-lead lengths)
 
 Built from a weights folder (`Digitizer.from_weights(DIR)`) or from the no-weights defaults
-(`Digitizer()`), which need nothing but this package.
+(`Digitizer()`), which need nothing but this package. A weights folder may hold any of: a stage-2
+checkpoint (traces) and stage-0 + stage-1 checkpoints (the learned rectifier); what it lacks falls
+back to the classical path.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, default_lead_lengths,
 from ecgdigit.rectify import Rectification, rectify_to_canonical
 from ecgdigit.trace.extract import ExtractOptions, extract_record
 
-# A weights folder holds stage2.pt (+ stage2.json beside it); a training run folder's best.pt also works.
-STAGE2_WEIGHTS_NAMES = ("stage2.pt", "best.pt")
+# A weights folder holds stage2.pt (+ stage2.json beside it) or stage2/best.pt; a stage-2 training run
+# folder's best.pt also works. Stage 0/1 names: ecgdigit.rectify.learned.WEIGHT_NAMES.
+STAGE2_WEIGHTS_NAMES = ("stage2.pt", "stage2/best.pt", "best.pt")
+RECTIFIERS = ("auto", "classical", "learned")
 
 
 @dataclass
@@ -61,19 +65,35 @@ class Digitizer:
     """
 
     def __init__(self, weights: Optional[Union[str, Path]] = None, device: str = "cpu",
-                 rectify_method: str = "classical", extract_options: Optional[ExtractOptions] = None,
+                 rectify_method: str = "auto", extract_options: Optional[ExtractOptions] = None,
                  min_rectify_confidence: float = MIN_RECTIFY_CONFIDENCE):
-        self.rectify_method = rectify_method
+        if rectify_method not in RECTIFIERS:
+            raise InputError(f"rectifier must be one of {', '.join(RECTIFIERS)}, got {rectify_method!r}")
+        self.weights = None if weights is None else Path(weights)
+        if self.weights is not None and not self.weights.exists():
+            raise InputError(f"{self.weights}: weights folder not found")
         self.min_rectify_confidence = float(min_rectify_confidence)
         self.extract_options = extract_options or ExtractOptions()
         self.device = device
         self.model = None
         self.tracer = "classical"
-        if weights is not None:
-            from ecgdigit.trace.model import TraceModel
+        has_rectifier = self.weights is not None and _has_rectifier_weights(self.weights)
+        if rectify_method == "auto":
+            rectify_method = "learned" if has_rectifier else "classical"
+        if rectify_method == "learned" and not has_rectifier:
+            raise InputError(f"{self.weights}: the learned rectifier needs stage-0 and stage-1 weights "
+                             "(stage0.pt + stage1.pt or stage0/best.pt + stage1/best.pt)")
+        self.rectify_method = rectify_method
+        if self.weights is not None:
+            found = _stage2_in(self.weights)
+            if found is None and not has_rectifier:
+                raise InputError(f"{self.weights}: no weights in this folder (expected stage-2 weights: "
+                                 f"{' or '.join(STAGE2_WEIGHTS_NAMES)}; and/or stage-0 + stage-1 weights)")
+            if found is not None:
+                from ecgdigit.trace.model import TraceModel
 
-            self.model = TraceModel(stage2_checkpoint(weights), device=device)
-            self.tracer = "model"
+                self.model = TraceModel(found, device=device)
+                self.tracer = "model"
 
     @classmethod
     def from_weights(cls, weights_dir: Optional[Union[str, Path]], **kwargs) -> "Digitizer":
@@ -95,7 +115,8 @@ class Digitizer:
         if lead_lengths is None:
             lead_lengths = default_lead_lengths(fs)
         t = time.perf_counter()
-        rect = rectify_to_canonical(image, method=self.rectify_method)
+        learned = dict(weights=self.weights, device=self.device) if self.rectify_method == "learned" else {}
+        rect = rectify_to_canonical(image, method=self.rectify_method, **learned)
         timings["rectify"] = time.perf_counter() - t
         if rect.rejected:
             raise EcgdigitError(f"no ECG grid found ({rect.reason or 'rectifier rejected the image'})")
@@ -110,6 +131,18 @@ class Digitizer:
         timings["extract"] = time.perf_counter() - t
         return DigitizeResult(record=record, fs=float(fs), rectification=rect, band_maps=maps,
                               lead_confidence=lead_confidence(maps), timings=timings, tracer=self.tracer)
+
+
+def _stage2_in(folder: Path) -> Optional[Path]:
+    if folder.is_file():
+        return folder
+    return next((folder / n for n in STAGE2_WEIGHTS_NAMES if (folder / n).is_file()), None)
+
+
+def _has_rectifier_weights(folder: Path) -> bool:
+    from ecgdigit.rectify.learned import WEIGHT_NAMES
+
+    return folder.is_dir() and all(any((folder / n).is_file() for n in WEIGHT_NAMES[s]) for s in (0, 1))
 
 
 def stage2_checkpoint(weights: Union[str, Path]) -> Path:

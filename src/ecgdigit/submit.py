@@ -34,7 +34,8 @@ class SubmitResult:
     image_types: Dict[str, Optional[str]] = field(default_factory=dict)  # image id -> type (train layout)
 
 
-def _init_worker(weights, device, threads: Optional[int] = None, overlay_dir: Optional[Path] = None):
+def _init_worker(weights, device, threads: Optional[int] = None, overlay_dir: Optional[Path] = None,
+                 rectifier: str = "auto"):
     """Build this process's Digitizer once; worker processes use one thread each."""
     global _worker_digitizer, _worker_overlay_dir
     _worker_overlay_dir = overlay_dir
@@ -50,7 +51,7 @@ def _init_worker(weights, device, threads: Optional[int] = None, overlay_dir: Op
             pass
     from ecgdigit.pipeline import Digitizer
 
-    _worker_digitizer = Digitizer.from_weights(weights, device=device)
+    _worker_digitizer = Digitizer.from_weights(weights, device=device, rectify_method=rectifier)
 
 
 def _digitize_one(job):
@@ -102,7 +103,7 @@ def plan_jobs(input_dir: Path, limit: Optional[int] = None, records: Optional[Se
 def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights: Optional[str] = None,
                device: str = "cpu", workers: int = 1, limit: Optional[int] = None,
                progress: bool = True, log=None, overlay_dir: Optional[str] = None,
-               records: Optional[Sequence[str]] = None) -> SubmitResult:
+               records: Optional[Sequence[str]] = None, rectifier: str = "auto") -> SubmitResult:
     """Digitise every image of `input_dir` and write a validated submission to `output`
     (and, with `overlay_dir`, an overlay PNG per digitised image)."""
     input_dir = Path(input_dir)
@@ -118,14 +119,14 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
     bar = tqdm(total=len(jobs), desc="digitise", unit="img", disable=not progress)
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenCV threads can deadlock
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(weights, device, 1, overlay_dir)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(weights, device, 1, overlay_dir, rectifier)) as pool:
             for image_id, record, error in pool.imap(_digitize_one, jobs):
                 records[image_id] = record
                 if error:
                     failures.append((image_id, error))
                 bar.update(1)
     else:
-        _init_worker(weights, device, None, overlay_dir)
+        _init_worker(weights, device, None, overlay_dir, rectifier)
         for job in jobs:
             image_id, record, error = _digitize_one(job)
             records[image_id] = record
