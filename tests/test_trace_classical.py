@@ -42,3 +42,34 @@ def test_clean_render_scores(clean_item):
     truth = truth_record(clean_item["signals"].astype(np.float64), fs, lengths)
     score = score_records([truth], [rec], [fs]).score
     assert score >= 15.0, score
+
+
+def test_grid_lines_darker_than_the_trace_are_removed_not_followed():
+    """A faint trace on a dark, axis-aligned grid (canonical frame): without grid removal the
+    tracker follows grid lines; removing what every row/column shares recovers the trace."""
+    import cv2
+
+    from ecgdigit.layout import CANONICAL_BASELINES_Y, CANONICAL_HEIGHT, CANONICAL_PX_PER_MV, CANONICAL_WIDTH
+    from ecgdigit.trace.classical import ClassicalOptions, classical_band_maps
+    from ecgdigit.trace.extract import ExtractOptions, band_columns
+
+    h, w = CANONICAL_HEIGHT, CANONICAL_WIDTH
+    img = np.full((h, w, 3), 235, np.uint8)
+    for y in np.arange(0, h, 7.9 * 5):
+        img[int(y)] = 90  # dark horizontal grid lines
+    for x in np.arange(0, w, 15.7 * 5):
+        img[:, int(x)] = 90
+    xs = np.arange(w)
+    truth = {}
+    for band, base in enumerate(CANONICAL_BASELINES_Y):
+        y = base - 0.6 * CANONICAL_PX_PER_MV * np.sin(xs / (60.0 + 15 * band))
+        truth[band] = y
+        pts = np.stack([xs, y], 1).astype(np.int32)[None]
+        cv2.polylines(img, pts, False, (165, 165, 165), 2, lineType=cv2.LINE_AA)  # faint grey trace
+    cols = slice(300, 4100)
+    errs = {}
+    for remove in (False, None):
+        maps = classical_band_maps(img, ClassicalOptions(remove_grid_lines=remove))
+        y, _ = band_columns(maps, ExtractOptions())
+        errs[remove] = np.nanmedian(np.abs(y[:3, cols] - np.stack([truth[b][cols] for b in range(3)])))
+    assert errs[None] < 1.5 and errs[False] > 3 * errs[None], errs

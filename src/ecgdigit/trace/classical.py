@@ -47,6 +47,12 @@ from ecgdigit.trace.tracking import TrackOptions, keep_tracked, track_runs
 
 @dataclass
 class ClassicalOptions:
+    # Subtract what all rows / all columns share (see remove_axis_lines): True, False, or None = when
+    # the grid's darkness is >= grid_removal_ratio x the trace's (faint trace on a dark grid).
+    remove_grid_lines: Optional[bool] = None
+    grid_removal_ratio: float = 0.7
+    grid_row_percentile: float = 15.0
+    grid_block_px: int = 512
     background_kernel: int = 31  # px, local background (max filter) for lighting normalisation
     ink_low: Optional[float] = None  # darkness mapped to 0 (None: from the image)
     ink_high: Optional[float] = None  # darkness mapped to 1 (None: from the image)
@@ -86,12 +92,53 @@ def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np
     background = cv2.GaussianBlur(background, (0, 0), k / 2)
     dark = 1.0 - bright / np.maximum(background, 1.0)
     dark = np.clip(dark, 0.0, 1.0)
+    remove = o.remove_grid_lines
+    if remove is None:  # auto: only where the grid is nearly as dark as the trace (costs ~1.5 dB elsewhere)
+        remove = grid_to_trace_ratio(dark, o.grid_row_percentile, o.grid_block_px) >= o.grid_removal_ratio
+    if remove:
+        dark = remove_axis_lines(dark, o.grid_row_percentile, o.grid_block_px)
     low, high = o.ink_low, o.ink_high
     if low is None or high is None:
         auto_low, auto_high = _ink_levels(dark)
         low = auto_low if low is None else low
         high = auto_high if high is None else high
     return np.clip((dark - low) / max(high - low, 1e-3), 0.0, 1.0).astype(np.float32)
+
+
+def remove_axis_lines(dark: np.ndarray, row_percentile: float = 30.0, block_px: int = 512) -> np.ndarray:
+    """Subtract what every column and (block-wise) every row shares: the grid, which the canonical
+    frame makes exactly horizontal and vertical, while the trace crosses a row or column only briefly.
+
+    A page whose grid is darker than its trace (faint trace on a black grid) otherwise has its
+    grid lines followed instead of the trace. Rows use a low percentile over x (an isoelectric trace
+    can lie along one row for a large part of a block), columns the median over the traces' rows.
+    """
+    h, w = dark.shape
+    out = dark.copy()
+    ya, yb = _trace_rows(h)
+    out -= np.median(dark[ya:yb], axis=0)[None, :]
+    for x0 in range(0, w, block_px):
+        blk = out[:, x0:x0 + block_px]
+        blk -= np.percentile(blk, row_percentile, axis=1)[:, None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def grid_to_trace_ratio(dark: np.ndarray, row_percentile: float = 15.0, block_px: int = 512) -> float:
+    """How dark the grid lines are relative to the trace: the 99th percentile of the row and column
+    line profiles (what remove_axis_lines would subtract) over the trace level of `_ink_levels`."""
+    h, w = dark.shape
+    ya, yb = _trace_rows(h)
+    cols = np.median(dark[ya:yb], axis=0)
+    rows = np.concatenate([np.percentile(dark[ya:yb, x0:x0 + block_px], row_percentile, axis=1)
+                           for x0 in range(0, w, block_px)])
+    _, high = _ink_levels(dark)
+    return float(max(np.percentile(rows, 99), np.percentile(cols, 99)) / max(high, 1e-6))
+
+
+def _trace_rows(h: int):
+    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
+    return (int((CANONICAL_BASELINES_Y[0] - 3 * CANONICAL_PX_PER_MV) * sy),
+            min(int((CANONICAL_BASELINES_Y[-1] + CANONICAL_PX_PER_MV) * sy), h))
 
 
 def _ink_levels(dark: np.ndarray, low_ratio: float = 0.3):
