@@ -105,3 +105,22 @@ def test_bad_options_are_refused():
         ExtractOptions(estimator="mean")
     with pytest.raises(ValueError):
         replace(ExtractOptions(), resample="sinc")
+
+
+def test_an_augmented_lead_read_off_the_wrong_trace_is_replaced_by_the_others_prediction():
+    from ecgdigit.trace.postprocess import replace_outlier_lead
+
+    sig = simulate_record(500, np.random.default_rng(3))  # (n, 12) in LEADS order
+    col = slice(1250, 2500)  # the second column's 2.5 s
+    lead = {name: sig[col, LEADS.index(name)] for name in ("aVR", "aVL", "aVF", "II")}
+    a = np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]])
+    rng = np.random.default_rng(0)
+    noisy = [lead[k] + 0.01 * rng.standard_normal(len(lead[k])) for k in ("aVR", "aVL", "aVF", "II")]
+    kept, j = replace_outlier_lead(noisy, a, [0, 1, 2], 0.25, 0.6)
+    assert j is None and all(np.array_equal(u, v) for u, v in zip(kept, noisy))  # consistent: untouched
+    wrong = list(noisy)
+    wrong[1] = lead["aVF"][::-1] + 0.3  # aVL read off another trace
+    fixed, j = replace_outlier_lead(wrong, a, [0, 1, 2], 0.25, 0.6)
+    assert j == 1
+    err = lambda v: np.sqrt(np.mean(((v - v.mean()) - (lead["aVL"] - lead["aVL"].mean())) ** 2))
+    assert err(fixed[1]) < 0.2 * err(wrong[1]) and abs(fixed[1].mean() - wrong[1].mean()) < 1e-9

@@ -67,6 +67,9 @@ class ExtractOptions:
     augmented_with_ii: bool = True  # aVF - aVR = 1.5 II over the second column (II from the rhythm strip)
     consistency_gate: float = 0.35  # apply a constraint only if rms(residual) / rms(leads) is below this
     residual_clip_mv: float = 0.15  # per sample, correct at most this much residual (soft, Huber-like)
+    replace_outlier_lead: bool = True  # aVR/aVL/aVF far from what the other two + II say: use that instead
+    outlier_others_gate: float = 0.25  # ... only if the other leads agree (rms residual / rms signal below this)
+    outlier_ratio: float = 0.6  # ... and the lead is off its prediction by this much (rms, relative)
     frame_scale: Tuple[float, float] = (1.0, 1.0)  # (sx, sy) of the maps relative to the canonical frame
 
     def __post_init__(self):
@@ -82,7 +85,7 @@ class ExtractOptions:
         return replace(self, estimator="argmax", parabolic=True, extremum_snap=False, resample="fft_row", tracking=False,
                        threshold=0.15,
                        fuse_lead_ii=False, einthoven=True, goldberger=False, augmented_with_ii=False,
-                       consistency_gate=np.inf, residual_clip_mv=np.inf)
+                       consistency_gate=np.inf, residual_clip_mv=np.inf, replace_outlier_lead=False)
 
 
 # ---------------------------------------------------------------------------------------------

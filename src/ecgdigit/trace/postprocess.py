@@ -14,7 +14,7 @@ mean-removed signals and every correction is a zero-offset change.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -110,6 +110,37 @@ def soft_project(leads: Sequence[np.ndarray], constraints: np.ndarray, gate: flo
     return list(x), False
 
 
+def replace_outlier_lead(leads: Sequence[np.ndarray], constraints: np.ndarray, candidates: Sequence[int],
+                         others_gate: float, ratio: float) -> Tuple[List[np.ndarray], Optional[int]]:
+    """One lead read off the wrong trace ruins its image's score; the limb leads are redundant, so
+    a lead that the others (consistent among themselves) contradict is replaced by their prediction.
+
+    For each candidate j: x_j* = least-squares solution of `constraints @ x = 0` for lead j given
+    the others; the others agree if the residual left is below `others_gate` x rms(leads), and j is
+    an outlier if rms(x_j - x_j*) > `ratio` x rms(x_j*). Only the worst such lead is replaced
+    (offset kept). Returns the leads and the index replaced (None if none).
+    """
+    x = np.stack([np.asarray(v, dtype=np.float64) for v in leads])
+    xc = x - x.mean(axis=1, keepdims=True)
+    a = np.asarray(constraints, dtype=np.float64)
+    scale = np.sqrt(np.mean(xc ** 2)) + 1e-12
+    best, best_score, best_pred = None, 0.0, None
+    for j in candidates:
+        aj = a[:, j]
+        rest = a @ xc - np.outer(aj, xc[j])  # constraints' value without lead j
+        pred = -(aj @ rest) / max(float(aj @ aj), 1e-12)
+        left = rest + np.outer(aj, pred)
+        if np.sqrt(np.mean(left ** 2)) / scale >= others_gate:
+            continue
+        off = np.sqrt(np.mean((xc[j] - pred) ** 2)) / (np.sqrt(np.mean(pred ** 2)) + 1e-12)
+        if off > ratio and off > best_score:
+            best, best_score, best_pred = j, off, pred
+    out = list(x)
+    if best is not None:
+        out[best] = best_pred + x[best].mean()
+    return out, best
+
+
 def _window(record, starts, lead, lo, hi):
     s = starts[lead]
     return s <= lo and hi <= s + len(record[lead])
@@ -118,7 +149,8 @@ def _window(record, starts, lead, lo, hi):
 def apply_limb_constraints(record: Dict[str, np.ndarray], starts: Mapping[str, int], fs: float,
                            einthoven: bool = True, goldberger: bool = True, augmented_with_ii: bool = True,
                            gate: float = 0.35, clip_mv: float = 0.15,
-                           layout: PaperLayout = STANDARD_3X4) -> Dict[str, bool]:
+                           layout: PaperLayout = STANDARD_3X4, replace_outliers: bool = False,
+                           others_gate: float = 0.25, outlier_ratio: float = 0.6) -> Dict[str, bool]:
     """Soft Einthoven / Goldberger corrections in place; returns which ones were applied."""
     applied = {}
     need = {"I", "II", "III", "aVR", "aVL", "aVF"}
@@ -143,6 +175,18 @@ def apply_limb_constraints(record: Dict[str, np.ndarray], starts: Mapping[str, i
     if einthoven:
         # II - I - III = 0
         run("einthoven", ["I", "II", "III"], np.array([[-1.0, 1.0, -1.0]]))
+    if replace_outliers and goldberger and augmented_with_ii:
+        leads = ["aVR", "aVL", "aVF", "II"]
+        lo = max(span(lead)[0] for lead in leads)
+        hi = min(span(lead)[1] for lead in leads)
+        if hi - lo >= 8:
+            parts = [record[lead][lo - starts[lead]:hi - starts[lead]] for lead in leads]
+            a = np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]])
+            new, j = replace_outlier_lead(parts, a, [0, 1, 2], others_gate, outlier_ratio)
+            applied["outlier_" + (leads[j] if j is not None else "none")] = j is not None
+            if j is not None:
+                lead = leads[j]
+                record[lead][lo - starts[lead]:hi - starts[lead]] = new[j]
     if goldberger:
         if augmented_with_ii:
             run("goldberger", ["aVR", "aVL", "aVF", "II"], np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]]))
@@ -158,7 +202,8 @@ def postprocess_record(segs: Mapping[str, list], lead_lengths: Mapping[str, int]
     record, starts = assemble_record(segs, lead_lengths, fs, o.fuse_lead_ii, o.lead_ii_long_weight,
                                      o.lead_ii_short_weight)
     apply_limb_constraints(record, starts, fs, o.einthoven, o.goldberger, o.augmented_with_ii,
-                           o.consistency_gate, o.residual_clip_mv, layout)
+                           o.consistency_gate, o.residual_clip_mv, layout, o.replace_outlier_lead,
+                           o.outlier_others_gate, o.outlier_ratio)
     for lead in record:
         record[lead] = np.nan_to_num(np.asarray(record[lead], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     return record
