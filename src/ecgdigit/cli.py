@@ -234,6 +234,9 @@ def _add_digitize(sub) -> None:
     p.add_argument("images", nargs="+", help="image files (png, jpg, bmp, tif, ...)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--fs", type=float, default=500.0, help="sampling rate of the output (default 500)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="refuse pages whose rectification confidence is below this (default 0.1; lower it to "
+                   "read doubtful pages anyway and judge the overlay yourself)")
     _add_model_arguments(p)
     p.add_argument("--no-wfdb", action="store_true", help="skip the WFDB records")
     p.set_defaults(func=_run_digitize)
@@ -243,7 +246,7 @@ def _run_digitize(args) -> int:
     from ecgdigit.digitize import digitize_images
 
     outcomes = digitize_images(args.images, args.out, fs=args.fs, weights=args.weights, device=args.device,
-                               rectifier=args.rectifier,
+                               rectifier=args.rectifier, min_confidence=args.min_confidence,
                                wfdb_records=not args.no_wfdb)
     ok = sum(o.ok for o in outcomes)
     print(f"digitised {ok} of {len(outcomes)} image(s) into {args.out}")

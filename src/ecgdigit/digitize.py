@@ -94,14 +94,15 @@ def write_wfdb(table: pd.DataFrame, fs: float, name: str, out_dir: Path) -> List
 
 def digitize_images(images: Sequence[str], out_dir: str, fs: float = 500.0, weights: Optional[str] = None,
                     device: str = "cpu", wfdb_records: bool = True, log=None,
-                    rectifier: str = "auto") -> List[DigitizeOutcome]:
+                    rectifier: str = "auto", min_confidence: Optional[float] = None) -> List[DigitizeOutcome]:
     """Digitise each image and write its files; returns one outcome per image (failures included)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if fs <= 0:
         raise InputError(f"--fs must be positive, got {fs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    digitizer = Digitizer.from_weights(weights, device=device, rectify_method=rectifier)
+    floor = {} if min_confidence is None else {"min_rectify_confidence": min_confidence}
+    digitizer = Digitizer.from_weights(weights, device=device, rectify_method=rectifier, **floor)
     outcomes = []
     lengths = default_lead_lengths(fs)
     for image in images:
