@@ -24,9 +24,9 @@
 
 # %% tags=["parameters"]
 data_dir = "data/train"
-folds_csv = ""  # train_folds.csv (id, fold); "" = make 5 folds grouped by record, written beside the data
+folds_csv = ""  # train_folds.csv (id, fold); empty: make 5 folds grouped by record, written beside the data
 fold = 0
-weights = ""  # weights of the model trained without this fold; "" = the no-weights default
+weights = ""  # weights of the model trained without this fold; empty: the no-weights default
 limit = 0  # the first N images of the fold only (debugging), 0 for all
 workers = 1
 output_dir = "evaluate_folds_out"

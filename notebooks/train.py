@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,7 +42,7 @@
 stage = 2
 backbone = "resnet34"
 data = "synthetic"
-types = ""  # comma-separated image types, "" = all nine
+types = ""  # comma-separated image types; empty: all nine
 epochs = 30
 samples_per_epoch = 2000
 batch_size = 2
@@ -48,14 +50,14 @@ grad_accum = 1
 lr = 1e-4
 fold = 0
 image_width = 4400  # stage 2: canonical frame scaled to this width
-image_size = 0  # stages 0/1: input size (0 = the stage default: 512 / 1024)
+image_size = 0  # stages 0/1: input size; 0 for the stage default (512 or 1024)
 amp = True
 workers = 4
-out_dir = ""  # "" = runs/stage{stage}
+out_dir = ""  # empty: runs/stage{stage}
 resume = False
 column_ce_weight = 0.5
 val_samples = 32
-max_steps = 0  # 0 = no limit
+max_steps = 0  # 0 for no limit
 seed = 0
 encoder_weights = ""  # optional local timm weights file
 show_examples = True
