@@ -26,45 +26,9 @@ from tqdm import tqdm
 
 from ecgdigit import layout
 from ecgdigit.rectify import rectify_to_canonical
+from ecgdigit.train.stage01 import node_errors_mm, orient_points
 
 ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
-
-
-def local_px_per_mm(nodes: np.ndarray) -> np.ndarray:
-    """Mean distance to the neighbouring large-grid nodes / 5 mm, per node."""
-    dx = np.linalg.norm(np.diff(nodes, axis=1), axis=-1)
-    dy = np.linalg.norm(np.diff(nodes, axis=0), axis=-1)
-    s = np.zeros(nodes.shape[:2])
-    c = np.zeros(nodes.shape[:2])
-    s[:, :-1] += dx
-    s[:, 1:] += dx
-    c[:, :-1] += 1
-    c[:, 1:] += 1
-    s[:-1] += dy
-    s[1:] += dy
-    c[:-1] += 1
-    c[1:] += 1
-    return s / c / layout.LARGE_GRID_MM
-
-
-def node_errors_mm(pred: np.ndarray, truth: np.ndarray, shape) -> np.ndarray:
-    h, w = shape[:2]
-    err = np.linalg.norm(pred - truth, axis=-1) / local_px_per_mm(truth)
-    vis = (truth[..., 0] >= 0) & (truth[..., 0] <= w - 1) & (truth[..., 1] >= 0) & (truth[..., 1] <= h - 1)
-    return err[vis]
-
-
-def orient_points(pts: np.ndarray, shape, code: int) -> np.ndarray:
-    """Points of an upright image of `shape` -> the same points after layout.apply_orientation(code)."""
-    h, w = shape[:2]
-    p = np.array(pts, dtype=np.float64)
-    if code >= 4:
-        p[..., 0] = w - 1 - p[..., 0]
-    for _ in range(code % 4):
-        x, y = p[..., 0].copy(), p[..., 1].copy()
-        p[..., 0], p[..., 1] = y, w - 1 - x
-        h, w = w, h
-    return p
 
 
 def print_table(rows, title):
@@ -106,13 +70,13 @@ def run_synthetic(types, records, seed, all_orientations, rectify):
                 if code != 0:
                     extra = 0  # keep codes composable: only turn upright samples
                 else:
-                    truth = orient_points(truth, image.shape, extra)
+                    truth = orient_points(truth, extra, image.shape[1], image.shape[0])
                     image = layout.apply_orientation(image, extra)
                     code = extra
         t0 = time.perf_counter()
         r = rectify(image)
         sec = time.perf_counter() - t0
-        err = node_errors_mm(r.nodes, truth, image.shape)
+        err = node_errors_mm(r.nodes, truth, image.shape[1], image.shape[0])
         rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
                             seconds=sec, timings=r.timings, grid=smp.page.style.grid != "none"))
         if r.orientation != code or (not r.rejected and err.mean() > 1.0):
@@ -138,7 +102,7 @@ def run_external(folder, rectify):
         jj, ii = np.meshgrid(np.arange(44), np.arange(57), indexing="ij")
         truth = np.stack([ii * 5 * px_per_mm, y0 + jj * 5 * px_per_mm], axis=-1)
         geometry_known = variant not in ("0105", "0106")  # rotated+cropped / traces start at line 2
-        err = node_errors_mm(r.nodes, truth, image.shape) if geometry_known else np.array([np.nan])
+        err = node_errors_mm(r.nodes, truth, image.shape[1], image.shape[0]) if geometry_known else np.array([np.nan])
         rows[variant].append(dict(orient_ok=r.orientation == 0, err=err, rejected=r.rejected, conf=r.confidence,
                                   seconds=sec, timings=r.timings))
         tqdm.write(f"  {os.path.basename(path)}: orientation {r.orientation}, conf {r.confidence:.2f}, "
