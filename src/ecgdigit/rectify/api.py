@@ -107,6 +107,21 @@ def fallback_node_field(shape: Tuple[int, int], margin: int = NODE_MARGIN) -> np
     return np.stack([x, y], axis=-1)
 
 
+def rejected_rectification(image_rgb: np.ndarray, reason: str, timings: Dict[str, float], method: str,
+                           interpolation: int = cv2.INTER_LINEAR, orientation: int = 0) -> Rectification:
+    """A confidence-0 Rectification with `reason` and the whole-image fallback map (see the module
+    docstring's bad-input policy)."""
+    return build_rectification(image_rgb, fallback_node_field(image_rgb.shape[:2], NODE_MARGIN),
+                               np.zeros((N_ROWS, N_COLS), bool), orientation, 0.0, reason, timings, method,
+                               interpolation)
+
+
+def too_small_reason(image_rgb: np.ndarray, min_side: int) -> str:
+    """The rejection reason for an image with a side under `min_side` px ("" when it is large enough)."""
+    h, w = image_rgb.shape[:2]
+    return f"image too small ({w} x {h} px; need at least {min_side} px a side)" if min(h, w) < min_side else ""
+
+
 def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np.ndarray, orientation: int,
                         confidence: float, reason: str, timings: Dict[str, float], method: str,
                         interpolation: int = cv2.INTER_LINEAR) -> Rectification:

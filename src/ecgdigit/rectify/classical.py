@@ -39,7 +39,7 @@ from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  fallback_node_field)
+                                  rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
@@ -791,10 +791,7 @@ def _page_node_field(model: GridModel, code: int, dj: int, di: int, swx: float, 
 # Entry
 # -------------------------------------------------------------------------------------------------
 def _reject(rgb: np.ndarray, reason: str, timings: Dict[str, float], interpolation: int) -> Rectification:
-    m = NODE_MARGIN
-    fieldv = fallback_node_field(rgb.shape[:2], m)
-    return build_rectification(rgb, fieldv, np.zeros((N_ROWS, N_COLS), bool), 0, 0.0, reason, timings,
-                               "classical", interpolation)
+    return rejected_rectification(rgb, reason, timings, "classical", interpolation)
 
 
 def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR,
@@ -802,9 +799,9 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     rgb = as_rgb_uint8(image)
     timings: Dict[str, float] = {}
     h, w = rgb.shape[:2]
-    if min(h, w) < MIN_IMAGE_SIDE:
-        return _reject(rgb, f"image too small ({w} x {h} px; need at least {MIN_IMAGE_SIDE} px a side)", timings,
-                       interpolation)
+    too_small = too_small_reason(rgb, MIN_IMAGE_SIDE)
+    if too_small:
+        return _reject(rgb, too_small, timings, interpolation)
     # --- pass 1: lattice on a small copy
     t0 = time.perf_counter()
     s1 = min(1.0, PASS1_LONG_SIDE / max(h, w))

@@ -36,7 +36,7 @@ from scipy import ndimage
 from ecgdigit import layout
 from ecgdigit.errors import InputError
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  fallback_node_field)
+                                  rejected_rectification, too_small_reason)
 from ecgdigit.rectify.classical import (CLIP_PCT, INK_SAMPLES_PER_BOX, WORK_PX_PER_BOX, _apply_h,
                                         _biharmonic_operator, _clip_at_percentile, _features, _layout_template,
                                         _measure, _smooth_field, _trace_end_anchor)
@@ -475,9 +475,7 @@ def _shifted_fit(field: np.ndarray, found: np.ndarray, shift: Tuple[int, int]) -
 # Entry
 # -------------------------------------------------------------------------------------------------
 def _reject(rgb, reason, timings, interpolation, orientation: int = 0) -> Rectification:
-    m = NODE_MARGIN
-    return build_rectification(rgb, fallback_node_field(rgb.shape[:2], m), np.zeros((N_ROWS, N_COLS), bool),
-                               orientation, 0.0, reason, timings, "learned", interpolation)
+    return rejected_rectification(rgb, reason, timings, "learned", interpolation, orientation)
 
 
 def stage1_canvas(rgb: np.ndarray, code: int, size: int):
@@ -534,10 +532,9 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     model1 = load_stage_model(weights, 1, device)
     rgb = as_rgb_uint8(image)
     timings: Dict[str, float] = {}
-    h, w = rgb.shape[:2]
-    if min(h, w) < MIN_IMAGE_SIDE:
-        return _reject(rgb, f"image too small ({w} x {h} px; need at least {MIN_IMAGE_SIDE} px a side)", timings,
-                       interpolation)
+    too_small = too_small_reason(rgb, MIN_IMAGE_SIDE)
+    if too_small:
+        return _reject(rgb, too_small, timings, interpolation)
     t0 = time.perf_counter()
     s0 = run_stage0(model0, rgb)
     timings["stage0"] = time.perf_counter() - t0
