@@ -68,25 +68,43 @@ class SyntheticTraceDataset:
         return _to_item(it["image"], it["masks"], it["signals"], it["fs"], index, it["image_type"])
 
 
+def labelled_train_entries(root: Path, types: Optional[Sequence[str]], record_ids: Optional[Sequence[str]],
+                           purpose: str, hint: str = "") -> list:
+    """Images of a synthetic competition-layout train folder that has the labels/ `ecgdigit synth`
+    writes, optionally only `types` and `record_ids`; a clear InputError otherwise."""
+    from ecgdigit.io import list_train_images
+
+    if not (root / "labels").is_dir():
+        raise InputError(f"{root}: no labels/ folder; {purpose} from a folder needs the labels written by "
+                         f"`ecgdigit synth`{hint}")
+    entries = list_train_images(root, types)
+    if record_ids is not None:
+        wanted = set(map(str, record_ids))
+        entries = [e for e in entries if e.record_id in wanted]
+    if not entries:
+        raise InputError(f"{root}: no training images found")
+    return entries
+
+
+def read_rgb(path) -> np.ndarray:
+    """uint8 RGB pixels of an image file, at full size (training keeps the label geometry exact)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: cannot read image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 class FolderTraceDataset:
     """Images of a synthetic competition-layout train folder (with labels/), in the canonical frame."""
 
     def __init__(self, root, width: int = CANONICAL_WIDTH, types: Optional[Sequence[str]] = None,
                  record_ids: Optional[Sequence[str]] = None):
-        from ecgdigit.io import list_train_images
-
         self.root = Path(root)
         self.size = frame_size(width)
-        if not (self.root / "labels").is_dir():
-            raise InputError(f"{self.root}: no labels/ folder; stage-2 training from a folder needs the labels "
-                             f"written by `ecgdigit synth` (real images must be rectified first)")
-        entries = list_train_images(self.root, types)
-        if record_ids is not None:
-            wanted = set(map(str, record_ids))
-            entries = [e for e in entries if e.record_id in wanted]
-        if not entries:
-            raise InputError(f"{self.root}: no training images found")
-        self.entries = entries
+        self.entries = labelled_train_entries(self.root, types, record_ids, "stage-2 training",
+                                              " (real images must be rectified first)")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -99,10 +117,7 @@ class FolderTraceDataset:
         from ecgdigit.synth.traces import render_band_masks
 
         e = self.entries[index]
-        image = cv2.imread(str(e.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError(f"{e.path}: cannot read image")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = read_rgb(e.path)
         lab = read_image_labels(self.root / "labels", e.image_id)
         rec = read_record_labels(self.root / "labels", e.record_id)
         w, h = self.size

@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 
 from ecgdigit import layout
-from ecgdigit.errors import InputError
 
 STAGE0_SIZE = 512  # stage-0 input: long side (square canvas)
 STAGE0_REDUCTION = 4  # stage-0 marker maps at 1/4 of the input
@@ -195,33 +194,22 @@ class FolderSource:
     """Images of a synthetic competition-layout train folder with its labels/ (from `ecgdigit synth`)."""
 
     def __init__(self, root, types: Optional[Sequence[str]] = None, record_ids: Optional[Sequence[str]] = None):
-        from ecgdigit.io import list_train_images
+        from ecgdigit.train.data import labelled_train_entries
 
         self.root = Path(root)
         self.seed = 0
-        if not (self.root / "labels").is_dir():
-            raise InputError(f"{self.root}: no labels/ folder; stage-0/1 training from a folder needs the labels "
-                             f"written by `ecgdigit synth`")
-        entries = list_train_images(self.root, types)
-        if record_ids is not None:
-            wanted = set(map(str, record_ids))
-            entries = [e for e in entries if e.record_id in wanted]
-        if not entries:
-            raise InputError(f"{self.root}: no training images found")
-        self.entries = entries
+        self.entries = labelled_train_entries(self.root, types, record_ids, "stage-0/1 training")
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict:
         from ecgdigit.synth.labels import read_image_labels
+        from ecgdigit.train.data import read_rgb
 
         e = self.entries[index]
-        image = cv2.imread(str(e.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError(f"{e.path}: cannot read image")
         lab = read_image_labels(self.root / "labels", e.image_id)
-        return {"image": cv2.cvtColor(image, cv2.COLOR_BGR2RGB), "keypoints": lab["keypoints"],
+        return {"image": read_rgb(e.path), "keypoints": lab["keypoints"],
                 "grid_nodes": lab["grid_nodes"], "orientation": int(lab["orientation"]),
                 "image_type": e.image_type or ""}
 
