@@ -36,8 +36,11 @@ from ecgdigit.layout import (
     CANONICAL_BASELINES_Y,
     CANONICAL_HEIGHT,
     CANONICAL_PX_PER_MV,
+    CANONICAL_WIDTH,
     CANONICAL_X_T0,
     CANONICAL_X_T10,
+    NETWORK_CROP_HEIGHT,
+    NETWORK_CROP_WIDTH,
     STANDARD_3X4,
     grid_node_canonical,
 )
@@ -105,7 +108,7 @@ def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np
     return np.clip((dark - low) / max(high - low, 1e-3), 0.0, 1.0).astype(np.float32)
 
 
-def remove_axis_lines(dark: np.ndarray, row_percentile: float = 30.0, block_px: int = 512) -> np.ndarray:
+def remove_axis_lines(dark: np.ndarray, row_percentile: float = 15.0, block_px: int = 512) -> np.ndarray:
     """Subtract what every column and (block-wise) every row shares: the grid, which the canonical
     frame makes exactly horizontal and vertical, while the trace crosses a row or column only briefly.
 
@@ -135,8 +138,16 @@ def grid_to_trace_ratio(dark: np.ndarray, row_percentile: float = 15.0, block_px
     return float(max(np.percentile(rows, 99), np.percentile(cols, 99)) / max(high, 1e-6))
 
 
+def _frame_scale(h: int, w: int):
+    """(sx, sy) of an image relative to the canonical frame: 1 for the full frame or the network
+    crop of it (same pixels, cut), else the ratio of sizes."""
+    sx = 1.0 if w in (CANONICAL_WIDTH, NETWORK_CROP_WIDTH) else w / CANONICAL_WIDTH
+    sy = 1.0 if h in (CANONICAL_HEIGHT, NETWORK_CROP_HEIGHT) else h / CANONICAL_HEIGHT
+    return sx, sy
+
+
 def _trace_rows(h: int):
-    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
+    _, sy = _frame_scale(h, CANONICAL_WIDTH)
     return (int((CANONICAL_BASELINES_Y[0] - 3 * CANONICAL_PX_PER_MV) * sy),
             min(int((CANONICAL_BASELINES_Y[-1] + CANONICAL_PX_PER_MV) * sy), h))
 
@@ -152,8 +163,7 @@ def _ink_levels(dark: np.ndarray, low_ratio: float = 0.3):
     continuity keeps the path off the grid lines.
     """
     h, w = dark.shape
-    sy, sx = h / CANONICAL_HEIGHT, w / 4400 if w not in (4400, 4352) else 1.0
-    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else sy
+    sx, sy = _frame_scale(h, w)
     y0 = int((CANONICAL_BASELINES_Y[0] - 2 * CANONICAL_PX_PER_MV) * sy)
     y1 = int((CANONICAL_BASELINES_Y[-1] + CANONICAL_PX_PER_MV) * sy)
     x0, x1 = int(CANONICAL_X_T0 * sx), int(CANONICAL_X_T10 * sx)
@@ -171,8 +181,7 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     o = options or ClassicalOptions()
     ink = ink_map(image, o)
     h, w = ink.shape
-    sy = h / CANONICAL_HEIGHT if h not in (CANONICAL_HEIGHT, 1696) else 1.0
-    sx = w / 4400 if w not in (4400, 4352) else 1.0
+    sx, sy = _frame_scale(h, w)
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
     x1 = min(int(np.ceil((CANONICAL_X_T10 + o.x_margin_px) * sx)) + 1, w)
     labels = o.label_cost * _label_boxes(h, w, o) if o.label_cost > 0 else np.zeros((h, w), np.float32)
@@ -184,11 +193,10 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         # neighbours took in the first pass cost extra, so it only borrows them where it must
         # (a true crossing), not for a whole T wave.
         # Only bands whose path touched its window's edge can gain (the second pass doubles the time).
-        claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks]
-        for band, (y0, y1, top, bottom) in enumerate(tracks):
-            on = top >= 0
-            if not ((top[on] <= 1).any() or (bottom[on] >= y1 - y0 - 2).any()):
-                continue
+        at_edge = [band for band, (y0, y1, top, bottom) in enumerate(tracks)
+                   if (top[top >= 0] <= 1).any() or (bottom[top >= 0] >= y1 - y0 - 2).any()]
+        claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks] if at_edge else []
+        for band in at_edge:
             others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
             tracks[band] = _track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
                                        labels + o.claim_cost * np.clip(others - claimed[band], 0, 1), o)
@@ -271,8 +279,7 @@ def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
 
 def _label_boxes(h: int, w: int, o: ClassicalOptions) -> np.ndarray:
     """float32 (h, w): 1 inside the lead-label boxes of the layout, 0 elsewhere."""
-    sy = 1.0 if h in (CANONICAL_HEIGHT, 1696) else h / CANONICAL_HEIGHT
-    sx = 1.0 if w in (4400, 4352) else w / 4400
+    sx, sy = _frame_scale(h, w)
     out = np.zeros((h, w), np.float32)
     x0b, x1b, y0b, y1b = o.label_box
     for j, i in STANDARD_3X4.label_nodes:
