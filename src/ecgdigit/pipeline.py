@@ -134,6 +134,7 @@ class Digitizer:
 
 
 def _stage2_in(folder: Path) -> Optional[Path]:
+    """The stage-2 checkpoint in `folder` (or `folder` itself when it is a file); None if absent."""
     if folder.is_file():
         return folder
     return next((folder / n for n in STAGE2_WEIGHTS_NAMES if (folder / n).is_file()), None)
@@ -148,14 +149,12 @@ def _has_rectifier_weights(folder: Path) -> bool:
 def stage2_checkpoint(weights: Union[str, Path]) -> Path:
     """The stage-2 checkpoint of a weights folder (or the file itself)."""
     path = Path(weights)
-    if path.is_dir():
-        found = [path / name for name in STAGE2_WEIGHTS_NAMES if (path / name).is_file()]
-        if not found:
-            raise InputError(f"{path}: no stage-2 weights in this folder (expected {' or '.join(STAGE2_WEIGHTS_NAMES)})")
-        path = found[0]
-    if not path.is_file():
+    found = _stage2_in(path)
+    if found is None and path.is_dir():
+        raise InputError(f"{path}: no stage-2 weights in this folder (expected {' or '.join(STAGE2_WEIGHTS_NAMES)})")
+    if found is None:
         raise InputError(f"{path}: stage-2 weights not found")
-    return path
+    return found
 
 
 def lead_confidence(maps: np.ndarray) -> Dict[str, float]:
