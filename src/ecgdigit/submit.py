@@ -141,6 +141,11 @@ def run_submit(input_dir, output: Optional[str] = "submission.parquet", weights:
     return SubmitResult(submission, out, failures, time.perf_counter() - t0, len(jobs), image_types)
 
 
+def _rows_of_images(solution: pd.DataFrame, image_ids) -> pd.DataFrame:
+    """The rows of a solution table (ids `{image}_{row}_{lead}`) that belong to `image_ids`."""
+    return solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(image_ids))]
+
+
 def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Optional[Path] = None) -> str:
     """Score a submit run against its folder's truth: a train layout's CSVs, or solution.csv beside
     test.csv (as `ecgdigit synth --split test` writes it), or an explicit competition-format
@@ -150,8 +155,7 @@ def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Op
     input_dir = Path(input_dir)
     split = io.find_competition_split(input_dir)
     if solution_path is not None:
-        solution = io.read_solution(Path(solution_path))
-        solution = solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(result.image_types))]
+        solution = _rows_of_images(io.read_solution(Path(solution_path)), result.image_types)
         if solution.empty:
             raise InputError(f"{solution_path}: no rows for the {len(result.image_types)} digitised image(s)")
         types = result.image_types if split == "train" else {}
@@ -161,8 +165,7 @@ def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Op
     else:
         if not (input_dir / "solution.csv").is_file():
             raise InputError(f"{input_dir}: no solution.csv to score a test folder against")
-        solution = io.read_solution(input_dir / "solution.csv")
-        solution = solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(result.image_types))]
+        solution = _rows_of_images(io.read_solution(input_dir / "solution.csv"), result.image_types)
         meta = input_dir / "test_meta.csv"  # written by `ecgdigit synth --split test`
         types = {}
         if meta.is_file():
