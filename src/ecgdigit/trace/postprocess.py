@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ecgdigit.layout import RECORD_SECONDS, RHYTHM_LEAD, STANDARD_3X4, PaperLayout
+from ecgdigit.layout import RECORD_SECONDS, STANDARD_3X4, PaperLayout
 
 
 def _requested_range(lead: str, n: int, segs: Sequence, full_length: int) -> Tuple[int, int]:
@@ -110,6 +110,11 @@ def soft_project(leads: Sequence[np.ndarray], constraints: np.ndarray, gate: flo
     return list(x), False
 
 
+# Second column: aVR + aVL + aVF = 0 and, with II from the rhythm strip, aVF - aVR = 1.5 II.
+AUGMENTED_WITH_II = ("aVR", "aVL", "aVF", "II")
+GOLDBERGER_WITH_II = np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]])
+
+
 def replace_outlier_lead(leads: Sequence[np.ndarray], constraints: np.ndarray, candidates: Sequence[int],
                          others_gate: float, ratio: float) -> Tuple[List[np.ndarray], Optional[int]]:
     """One lead read off the wrong trace ruins its image's score; the limb leads are redundant, so
@@ -160,38 +165,37 @@ def apply_limb_constraints(record: Dict[str, np.ndarray], starts: Mapping[str, i
     def span(lead):
         return starts[lead], starts[lead] + len(record[lead])
 
-    def run(name, leads, a):
+    def run(name, leads, a, correct):
+        """Apply `correct(parts, a) -> (new parts, applied, label)` over the leads' common window."""
         lo = max(span(lead)[0] for lead in leads)
         hi = min(span(lead)[1] for lead in leads)
         if hi - lo < 8:
             return
         parts = [record[lead][lo - starts[lead]:hi - starts[lead]] for lead in leads]
-        new, ok = soft_project(parts, a, gate, clip_mv)
-        applied[name] = ok
+        new, ok, label = correct(parts, a)
+        applied[name + label] = ok
         if ok:
             for lead, v in zip(leads, new):
                 record[lead][lo - starts[lead]:hi - starts[lead]] = v
 
+    def soft(parts, a):
+        new, ok = soft_project(parts, a, gate, clip_mv)
+        return new, ok, ""
+
+    def outlier(parts, a):
+        new, j = replace_outlier_lead(parts, a, [0, 1, 2], others_gate, outlier_ratio)
+        return new, j is not None, "_" + (AUGMENTED_WITH_II[j] if j is not None else "none")
+
     if einthoven:
         # II - I - III = 0
-        run("einthoven", ["I", "II", "III"], np.array([[-1.0, 1.0, -1.0]]))
+        run("einthoven", ["I", "II", "III"], np.array([[-1.0, 1.0, -1.0]]), soft)
     if replace_outliers and goldberger and augmented_with_ii:
-        leads = ["aVR", "aVL", "aVF", "II"]
-        lo = max(span(lead)[0] for lead in leads)
-        hi = min(span(lead)[1] for lead in leads)
-        if hi - lo >= 8:
-            parts = [record[lead][lo - starts[lead]:hi - starts[lead]] for lead in leads]
-            a = np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]])
-            new, j = replace_outlier_lead(parts, a, [0, 1, 2], others_gate, outlier_ratio)
-            applied["outlier_" + (leads[j] if j is not None else "none")] = j is not None
-            if j is not None:
-                lead = leads[j]
-                record[lead][lo - starts[lead]:hi - starts[lead]] = new[j]
+        run("outlier", list(AUGMENTED_WITH_II), GOLDBERGER_WITH_II, outlier)
     if goldberger:
         if augmented_with_ii:
-            run("goldberger", ["aVR", "aVL", "aVF", "II"], np.array([[1.0, 1.0, 1.0, 0.0], [-1.0, 0.0, 1.0, -1.5]]))
+            run("goldberger", list(AUGMENTED_WITH_II), GOLDBERGER_WITH_II, soft)
         else:
-            run("goldberger", ["aVR", "aVL", "aVF"], np.array([[1.0, 1.0, 1.0]]))
+            run("goldberger", ["aVR", "aVL", "aVF"], np.array([[1.0, 1.0, 1.0]]), soft)
     return applied
 
 
