@@ -106,6 +106,7 @@ weights_dir = ""    # folder with stage2.pt ("" = probe the attached weights dat
 output = "submission.parquet"
 device = "auto"     # auto | cuda | cpu
 workers = 0         # CPU worker processes (0 = one per core when on CPU)
+batch_size = 8      # images per stage-2 forward pass on a GPU (1 on CPU)
 limit = 0           # digitise only the first N images (debugging), 0 for all
 '''
 
@@ -151,7 +152,8 @@ if device == "auto":
 n_workers = workers or (os.cpu_count() or 1) if device == "cpu" else 1
 print(f"data: {data}\\nweights: {weights or 'none (classical no-weights path)'}\\ndevice: {device}, workers: {n_workers}")
 result = run_submit(data, output, weights=str(weights) if weights else None, device=device,
-                    workers=n_workers, limit=limit or None, progress=True)
+                    workers=n_workers, limit=limit or None, progress=True,
+                    batch_size=batch_size if device == "cuda" else 1)
 print(f"{result.n_images} image(s) in {result.seconds:.0f} s; {len(result.failures)} fell back; wrote {result.output}")
 '''
 

@@ -120,6 +120,48 @@ def test_weights_path_runs_a_stage2_model(test_folder, tmp_path, capsys):
     assert "no weights in this folder (expected stage-2 weights" in capsys.readouterr().err
 
 
+def test_batched_stage2_reads_like_one_by_one_and_keeps_bad_images_apart(test_folder, tmp_path, capsys):
+    """digitize_batch: one forward pass over the images that rectified gives the same records as one
+    call per image; an image that fails (missing file) comes back as its error, the others are kept.
+    `submit --batch-size` goes through it and still writes a valid submission with the fallback."""
+    import torch
+
+    from ecgdigit.errors import InputError
+    from ecgdigit.nets.unet import SegmentationModel, save_model
+    from ecgdigit.pipeline import Digitizer
+
+    torch.manual_seed(1)
+    model = SegmentationModel("test_resnet", n_classes=4, decoder_channels=(16, 8, 8, 8, 8),
+                              extra={"stage": 2, "image_width": 550}).eval()
+    save_model(model, tmp_path / "weights" / "best.pt")
+    digitizer = Digitizer(tmp_path / "weights")
+    image = next((test_folder / "test").glob("*.png"))
+    turned = tmp_path / "turned.png"
+    import cv2
+
+    cv2.imwrite(str(turned), cv2.rotate(cv2.imread(str(image)), cv2.ROTATE_180))
+    results = digitizer.digitize_batch([image, tmp_path / "missing.png", turned], fs=[500, 500, 250])
+    assert isinstance(results[1], InputError) and "missing.png" in str(results[1])
+    for path, fs, got in ((image, 500, results[0]), (turned, 250, results[2])):
+        alone = digitizer(path, fs=fs)
+        assert got.fs == fs and got.rectification.orientation == alone.rectification.orientation
+        for lead in LEADS:
+            assert len(got.record[lead]) == len(alone.record[lead])
+            np.testing.assert_allclose(got.record[lead], alone.record[lead], atol=1e-4)
+
+    root = tmp_path / "comp"
+    shutil.copytree(test_folder, root)
+    test_df = io.read_test_csv(root / "test.csv")
+    pd.concat([test_df, io.test_rows_for_image("1111111111", 500)]).to_csv(root / "test.csv", index=False)
+    out = tmp_path / "sub.csv"
+    assert main(["submit", "--input", str(root), "--output", str(out), "--weights", str(tmp_path / "weights"),
+                 "--batch-size", "2"]) == 0
+    assert "1 fell back" in capsys.readouterr().out
+    io.validate_submission(pd.read_csv(out, dtype={"id": str}), pd.read_csv(root / "test.csv", dtype={"id": str}))
+    assert main(["submit", "--input", str(root), "--output", str(out), "--batch-size", "0"]) == 2
+    assert "batch size must be at least 1" in capsys.readouterr().err
+
+
 def test_uncertain_geometry_is_refused_not_read(test_folder):
     """An image whose rectification confidence is under the Digitizer's floor is refused with the
     figure in the message (submit then writes a flat fallback, which scores better than wrong traces)."""

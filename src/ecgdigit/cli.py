@@ -199,6 +199,8 @@ def _add_submit(sub) -> None:
     p.add_argument("--output", default="submission.parquet", help="submission .parquet or .csv")
     _add_model_arguments(p)
     p.add_argument("--workers", type=int, default=1, help="worker processes (CPU)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images per stage-2 forward pass (raise it on a GPU; no effect on the classical tracer)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (debugging)")
     p.add_argument("--overlays", default=None, help="also write an overlay PNG per image into this folder")
     p.add_argument("--score", action="store_true",
@@ -214,7 +216,7 @@ def _run_submit(args) -> int:
     from ecgdigit.submit import run_submit, score_submit_result
 
     result = run_submit(args.input, args.output, weights=args.weights, device=args.device, rectifier=args.rectifier,
-                        workers=args.workers, limit=args.limit, overlay_dir=args.overlays)
+                        workers=args.workers, limit=args.limit, overlay_dir=args.overlays, batch_size=args.batch_size)
     print(f"{result.n_images} image(s) in {result.seconds:.1f} s ({result.n_images / max(result.seconds, 1e-9):.2f} img/s); "
           f"{len(result.failures)} fell back; submission: {result.output}")
     if args.score or args.solution:

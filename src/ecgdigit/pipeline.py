@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -108,24 +108,73 @@ class Digitizer:
     def __call__(self, image: Union[str, Path, np.ndarray], fs: float = 500.0,
                  lead_lengths: Optional[Mapping[str, int]] = None) -> DigitizeResult:
         timings: Dict[str, float] = {}
+        rect = self._rectify(image, timings)
+        t = time.perf_counter()
+        maps = self.band_maps(rect.canonical)
+        timings["trace"] = time.perf_counter() - t
+        return self._extract(rect, maps, fs, lead_lengths, timings)
+
+    def digitize_batch(self, images: Sequence[Union[str, Path, np.ndarray]], fs: Union[float, Sequence[float]] = 500.0,
+                       lead_lengths: Union[None, Mapping[str, int], Sequence[Optional[Mapping[str, int]]]] = None
+                       ) -> List[Union[DigitizeResult, Exception]]:
+        """Digitise several images, with ONE stage-2 forward pass over all those that rectified (a GPU
+        batch; the classical tracer reads them one by one). `fs` and `lead_lengths` are one value for
+        all or one per image. Each item is the image's DigitizeResult or the exception that stopped it:
+        one bad image never loses the others."""
+        n = len(images)
+        fss = list(fs) if isinstance(fs, (list, tuple, np.ndarray)) else [fs] * n
+        lengths = list(lead_lengths) if isinstance(lead_lengths, (list, tuple)) else [lead_lengths] * n
+        if len(fss) != n or len(lengths) != n:
+            raise InputError(f"digitize_batch: {n} images but {len(fss)} fs and {len(lengths)} lead-length entries")
+        out: List[Union[DigitizeResult, Exception, None]] = [None] * n
+        rects: Dict[int, Rectification] = {}
+        timings: Dict[int, Dict[str, float]] = {k: {} for k in range(n)}
+        for k, image in enumerate(images):
+            try:
+                rects[k] = self._rectify(image, timings[k])
+            except Exception as exc:  # noqa: BLE001 - reported per image
+                out[k] = exc
+        ready = sorted(rects)
+        t = time.perf_counter()
+        try:
+            if self.model is not None and ready:
+                maps = dict(zip(ready, self.model.band_maps_batch([rects[k].canonical for k in ready])))
+            else:
+                maps = {k: self.band_maps(rects[k].canonical) for k in ready}
+        except Exception as exc:  # noqa: BLE001 - a failed forward fails this batch's images, not the run
+            for k in ready:
+                out[k] = exc
+            return out
+        per_image = (time.perf_counter() - t) / max(len(ready), 1)
+        for k in ready:
+            timings[k]["trace"] = per_image
+            try:
+                out[k] = self._extract(rects[k], maps[k], fss[k], lengths[k], timings[k])
+            except Exception as exc:  # noqa: BLE001
+                out[k] = exc
+        return out
+
+    def _rectify(self, image: Union[str, Path, np.ndarray], timings: Dict[str, float]) -> Rectification:
+        """Load and rectify; raises EcgdigitError when the page cannot be read with enough confidence."""
         t0 = time.perf_counter()
         if isinstance(image, (str, Path)):
             image = load_image(image).image
         timings["load"] = time.perf_counter() - t0
-        if lead_lengths is None:
-            lead_lengths = default_lead_lengths(fs)
         t = time.perf_counter()
         learned = dict(weights=self.weights, device=self.device) if self.rectify_method == "learned" else {}
         rect = rectify_to_canonical(image, method=self.rectify_method, **learned)
         timings["rectify"] = time.perf_counter() - t
         if rect.rejected:
-            raise EcgdigitError(f"no ECG grid found ({rect.reason or 'rectifier rejected the image'})")
+            raise EcgdigitError(f"no ECG page found ({rect.reason or 'rectifier rejected the image'})")
         if rect.confidence < self.min_rectify_confidence:
             raise EcgdigitError(f"page geometry too uncertain to read (rectification confidence "
                                 f"{rect.confidence:.3f} < {self.min_rectify_confidence}; {rect.reason or 'no reason given'})")
-        t = time.perf_counter()
-        maps = self.band_maps(rect.canonical)
-        timings["trace"] = time.perf_counter() - t
+        return rect
+
+    def _extract(self, rect: Rectification, maps: np.ndarray, fs: float, lead_lengths: Optional[Mapping[str, int]],
+                 timings: Dict[str, float]) -> DigitizeResult:
+        if lead_lengths is None:
+            lead_lengths = default_lead_lengths(fs)
         t = time.perf_counter()
         record = extract_record(maps, lead_lengths, fs, self.extract_options)
         timings["extract"] = time.perf_counter() - t

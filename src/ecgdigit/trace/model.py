@@ -26,21 +26,39 @@ def predict_band_maps(model, image: np.ndarray, device: Optional[str] = None, am
 
 
 def _band_maps(model, image: np.ndarray, device, amp: bool, work_w: int) -> np.ndarray:
-    import torch
+    return _band_maps_batch(model, [image], device, amp, work_w)[0]
 
+
+def _network_input(image: np.ndarray, work_w: int) -> np.ndarray:
+    """A canonical-frame image (any scale) resized to the network's width (and, at full width,
+    cropped to the network crop): uint8 (h, w, 3)."""
     h, w = image.shape[:2]
     work_h = int(round(CANONICAL_HEIGHT * work_w / CANONICAL_WIDTH))
     x = image if (h, w) == (work_h, work_w) else cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA)
     if work_w == CANONICAL_WIDTH:  # the full frame: the network crop carries every trace
         x = x[:NETWORK_CROP_HEIGHT, :NETWORK_CROP_WIDTH]
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().div_(255.0)[None].to(device)
+    return x
+
+
+def _band_maps_batch(model, images, device, amp: bool, work_w: int):
+    """One forward pass over all `images` (canonical frames, each of any scale) -> a list of
+    float32 (4, H, W) maps, each at its own image's size."""
+    import torch
+
+    work_h = int(round(CANONICAL_HEIGHT * work_w / CANONICAL_WIDTH))
+    x = np.stack([_network_input(im, work_w) for im in images])
+    t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float().div_(255.0).to(device)
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-        probs = model.predict_proba(t)[0].float().cpu().numpy()
-    full = np.zeros((probs.shape[0], work_h, work_w), dtype=np.float32)
-    full[:, :probs.shape[1], :probs.shape[2]] = probs
-    if (work_h, work_w) != (h, w):
-        full = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in full])
-    return full
+        probs = model.predict_proba(t).float().cpu().numpy()
+    out = []
+    for image, p in zip(images, probs):
+        h, w = image.shape[:2]
+        full = np.zeros((p.shape[0], work_h, work_w), dtype=np.float32)
+        full[:, :p.shape[1], :p.shape[2]] = p
+        if (work_h, work_w) != (h, w):
+            full = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in full])
+        out.append(full)
+    return out
 
 
 class TraceModel:
@@ -59,6 +77,10 @@ class TraceModel:
     def band_maps(self, image: np.ndarray) -> np.ndarray:
         """float32 (4, H, W) sigmoid maps for a canonical-frame image of any scale (H, W, 3)."""
         return _band_maps(self.model, image, self.device, self.amp, self.width)
+
+    def band_maps_batch(self, images) -> list:
+        """`band_maps` of several canonical-frame images in one forward pass (one GPU batch)."""
+        return _band_maps_batch(self.model, list(images), self.device, self.amp, self.width)
 
 
 def canonical_band_maps(image: np.ndarray, model: Union["TraceModel", str, None] = None) -> np.ndarray:
