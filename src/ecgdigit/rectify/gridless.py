@@ -1,0 +1,577 @@
+"""Layout-based rectifier for ECG pages printed WITHOUT a grid (thermal printouts, gridless renders).
+
+The classical rectifier reads the large-grid lattice; here the page's own layout is the target:
+the four trace rows of the 3 x 4 + rhythm layout (`layout.STANDARD_3X4`), each printed from 0 s
+to 10 s on its baseline, the lead labels under the segment starts, calibration pulses left of
+time 0 and the header text at the top left.
+
+Steps (on a working copy whose long side is `WORK_LONG_SIDE`; only the final remap reads the
+original pixels)
+1. Ink: black top-hat of the grey image over the local paper level (thin dark strokes only, so
+   shading, stains, table texture and keyboard keys mostly vanish), inside the bright page region.
+2. Row direction: the projection profile of the ink is sharpest across the rows; the best of
+   0..180 degrees turns the ink so that the rows run along x ("deskewed" frame).
+3. Rows: the across-row profile is matched against the layout's four baselines (scale, offset,
+   up/down), giving four coarse row positions.
+4. Each row is followed along x: in short windows the most frequent ink height is the trace's
+   isoelectric level, i.e. the baseline (perspective and curl bend it; the tracker follows).
+   The row's trace starts at 0 s and ends at 10 s: the ends of the long ink run near the
+   baseline (labels under the baseline and the pulse's 2.5 mm gap are kept out).
+5. For the four readings (which deskewed row is the top one x which end is 0 s) a page->image
+   homography is fitted to the row ends (full points) and the baseline samples (page y known),
+   robustly. Each reading's ink is pulled back to page millimetres and scored against the marks
+   that are NOT symmetric: labels at the segment starts under each baseline, pulses left of
+   time 0, header lines at the top left, speed line under the last row. The baseline spacing is
+   unequal (35.95, 35.95, 32.9 mm), so the fit residual also separates up from down.
+6. A smooth residual along each baseline (curl) is added to the homography, the large-grid node
+   field is built in original pixels and `api.build_rectification` makes the one remap.
+
+Confidence is the product of: rows found with both ends, fit residual, orientation margin and
+plausibility of the homography (near-isotropic scale). Pages without four trace rows are rejected
+(confidence 0 with a reason).
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+from scipy import ndimage, optimize
+
+from ecgdigit import layout
+from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
+                                  rejected_rectification, too_small_reason)
+
+METHOD = "gridless"
+WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
+ANGLE_LONG_SIDE = 400  # the row-direction search runs on this size
+MIN_IMAGE_SIDE = 200
+PAGE_FRACTION_RANGE = (0.25, 1.2)  # page width / image long side
+LAYOUT = layout.STANDARD_3X4
+BASELINES_MM = np.asarray(LAYOUT.baselines_y_mm, dtype=np.float64)
+X_T0_MM = float(layout.seconds_to_mm(0.0))
+X_T10_MM = float(layout.seconds_to_mm(layout.RECORD_SECONDS))
+PAGE_W_MM = layout.LETTER.width_mm
+PAGE_H_MM = layout.LETTER.height_mm
+TRACK_STEP_MM = 2.5  # baseline samples along a row
+TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
+RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
+PERSPECTIVE_PRIOR = 1.0 / 0.02  # one residual unit (mm) per 2 % scale change across the page
+BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
+
+
+# -------------------------------------------------------------------------------------------------
+# Ink and page
+# -------------------------------------------------------------------------------------------------
+def _ink(gray: np.ndarray) -> np.ndarray:
+    """Thin dark strokes relative to the local paper level, float32 0..1."""
+    k = max(5, int(round(max(gray.shape) / 200)) | 1)
+    g = cv2.GaussianBlur(gray, (0, 0), 0.7).astype(np.float32)
+    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return np.clip((closed - g) / np.maximum(closed, 16.0), 0.0, 1.0)
+
+
+def _page_mask(gray: np.ndarray) -> Optional[np.ndarray]:
+    """The bright page (or screen) region of a photo; None when it is (nearly) the whole image."""
+    h, w = gray.shape
+    s = 256.0 / max(h, w)
+    small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    blur = cv2.GaussianBlur(small, (0, 0), 2.0)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return None
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = ndimage.binary_fill_holes(lab == big)
+    frac = float(mask.mean())
+    if frac > 0.93 or frac < 0.08:
+        return None
+    contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
+    if contrast < 30:
+        return None
+    mask = ndimage.binary_erosion(mask, iterations=2)
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+# -------------------------------------------------------------------------------------------------
+# Row direction and coarse rows
+# -------------------------------------------------------------------------------------------------
+def _rotation(angle_deg: float, shape: Tuple[int, int]) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """2x3 affine turning an image of `shape` by `angle_deg` (rows at that angle become
+    horizontal) onto a canvas that holds all of it, and that canvas size (w, h)."""
+    h, w = shape
+    a = np.radians(angle_deg)
+    c, s = abs(np.cos(a)), abs(np.sin(a))
+    W, H = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
+    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle_deg, 1.0)
+    M[0, 2] += (W - w) / 2.0
+    M[1, 2] += (H - h) / 2.0
+    return M, (W, H)
+
+
+def _row_angle(ink: np.ndarray) -> Tuple[float, float]:
+    """(angle in degrees of the rows in image coordinates, sharpness ratio best / across)."""
+    h, w = ink.shape
+    s = ANGLE_LONG_SIDE / max(h, w)
+    small = cv2.resize(ink, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    sig = max(1.0, ANGLE_LONG_SIDE / 250)
+
+    def sharpness(angle: float) -> float:
+        M, size = _rotation(angle, small.shape)
+        rot = cv2.warpAffine(small, M, size, flags=cv2.INTER_LINEAR)
+        prof = ndimage.gaussian_filter1d(rot.sum(axis=1).astype(np.float64), sig)
+        return float(np.sum(np.diff(prof) ** 2))
+
+    coarse = np.arange(0.0, 180.0, 2.0)
+    vals = np.array([sharpness(a) for a in coarse])
+    best = float(coarse[int(np.argmax(vals))])
+    fine = best + np.arange(-2.0, 2.01, 0.5)
+    fvals = np.array([sharpness(a) for a in fine])
+    angle = float(fine[int(np.argmax(fvals))])
+    across = sharpness(angle + 90.0)
+    return angle % 180.0, float(fvals.max() / max(across, 1e-12))
+
+
+def _row_template_mm(step_mm: float) -> np.ndarray:
+    """Across-row ink profile of an upright page (one value per `step_mm` from 0 to the page height):
+    the four baselines."""
+    y = np.arange(0.0, PAGE_H_MM, step_mm)
+    t = np.zeros_like(y)
+    for b in BASELINES_MM:
+        t += np.exp(-0.5 * ((y - b) / 2.5) ** 2)
+    return t
+
+
+def _coarse_rows(prof: np.ndarray, long_side: int) -> Optional[Tuple[np.ndarray, float, float]]:
+    """Four row positions (px, ascending) in an across-row ink profile, the px/mm scale and the
+    normalised correlation of the best layout match (either way up)."""
+    n = prof.size
+    p = prof - ndimage.uniform_filter1d(prof, max(3, int(n / 6)))  # remove slow trends (shading)
+    best = None
+    s_lo = PAGE_FRACTION_RANGE[0] * long_side / PAGE_W_MM
+    s_hi = PAGE_FRACTION_RANGE[1] * long_side / PAGE_W_MM
+    for s in np.geomspace(s_lo, s_hi, 48):
+        lo, hi = BASELINES_MM.min() - 12.0, BASELINES_MM.max() + 12.0
+        y = np.arange(lo * s, hi * s + 1.0)
+        for flip in (False, True):
+            mm = (y / s) if not flip else (BASELINES_MM.min() + BASELINES_MM.max()) - y / s
+            t = np.zeros_like(y)
+            for b in BASELINES_MM:
+                t += np.exp(-0.5 * ((mm - b) / 2.0) ** 2)
+            t = t - t.mean()
+            if len(t) >= n:
+                continue
+            # normalised correlation over every placement
+            num = np.correlate(p, t, mode="valid")
+            ones = np.ones(len(t))
+            s1 = np.correlate(p, ones, mode="valid")
+            s2 = np.correlate(p * p, ones, mode="valid")
+            var = np.maximum(s2 - s1 * s1 / len(t), 1e-12)
+            ncc = num / (np.sqrt(var) * np.linalg.norm(t))
+            k = int(np.argmax(ncc))
+            if best is None or ncc[k] > best[0]:
+                off = k - lo * s  # profile index of page y = 0 mm (upright reading)
+                if not flip:
+                    rows = off + BASELINES_MM * s
+                else:
+                    rows = off + ((BASELINES_MM.min() + BASELINES_MM.max()) - BASELINES_MM) * s
+                best = (float(ncc[k]), np.sort(rows), float(s))
+    if best is None:
+        return None
+    return best[1], best[2], best[0]
+
+
+# -------------------------------------------------------------------------------------------------
+# Following a row
+# -------------------------------------------------------------------------------------------------
+def _track_row(D: np.ndarray, y0: float, s: float, half_band: float, x_centre: float):
+    """Baseline samples (x, y, weight) of the row near height y0 in the deskewed ink D."""
+    h, w = D.shape
+    step = max(1.0, TRACK_STEP_MM * s)
+    win = max(2, int(round(TRACK_WINDOW_MM * s / 2)))
+    hb = int(round(half_band))
+    sig_prior = 4.0 * s
+    out = []
+    for direction in (1, -1):
+        y_pred = y0
+        x = x_centre if direction == 1 else x_centre - step
+        empty = 0
+        while 0 <= x < w:
+            yc = int(round(y_pred))
+            ya, yb = max(0, yc - hb), min(h, yc + hb + 1)
+            xa, xb = max(0, int(round(x)) - win), min(w, int(round(x)) + win + 1)
+            if yb - ya < 5 or xb <= xa:
+                break
+            prof = D[ya:yb, xa:xb].sum(axis=1)
+            total = float(prof.sum())
+            if total < 0.05 * (xb - xa):  # about no ink in the window: paper
+                empty += 1
+                if empty * step > 6.0 * s:
+                    break
+                x += direction * step
+                continue
+            empty = 0
+            prof = ndimage.gaussian_filter1d(prof.astype(np.float64), max(0.6, 0.4 * s))
+            yy = np.arange(ya, yb, dtype=np.float64)
+            score = prof * np.exp(-0.5 * ((yy - y_pred) / sig_prior) ** 2)
+            k = int(np.argmax(score))
+            if 0 < k < len(prof) - 1:
+                den = prof[k - 1] - 2 * prof[k] + prof[k + 1]
+                dk = 0.5 * (prof[k - 1] - prof[k + 1]) / den if den < 0 else 0.0
+            else:
+                dk = 0.0
+            y = ya + k + float(np.clip(dk, -1, 1))
+            out.append((x, y, float(prof[k] / (xb - xa))))
+            y_pred = 0.7 * y + 0.3 * y_pred
+            x += direction * step
+    if not out:
+        return np.zeros((0, 3))
+    a = np.array(sorted(out))
+    return a
+
+
+
+def _baseline_curve(track: np.ndarray, deg: int = 2):
+    """Robust polynomial y(x) through a row's baseline samples (extrapolates past the ends)."""
+    x, y, w = track[:, 0], track[:, 1], np.maximum(track[:, 2], 1e-6)
+    d = min(deg, max(0, len(x) - 2))
+    keep = np.ones(len(x), bool)
+    for _ in range(3):
+        coef = np.polyfit(x[keep], y[keep], d, w=np.sqrt(w[keep]))
+        r = y - np.polyval(coef, x)
+        mad = 1.4826 * np.median(np.abs(r[keep])) + 0.5
+        keep = np.abs(r) <= 3.0 * mad
+        if keep.sum() < d + 2:
+            break
+    return coef, keep
+
+
+def _row_strip(D: np.ndarray, coef: np.ndarray, half_band: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(offsets (n,), strip (n, w)): the ink at heights baseline(x) + offset for every column."""
+    h, w = D.shape
+    hb = int(np.ceil(half_band))
+    offs = np.arange(-hb, hb + 1, dtype=np.float32)
+    xs = np.arange(w, dtype=np.float32)
+    yb = np.polyval(coef, xs.astype(np.float64)).astype(np.float32)
+    mapx = np.repeat(xs[None, :], len(offs), 0)
+    mapy = yb[None, :] + offs[:, None]
+    strip = cv2.remap(D, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return offs, strip
+
+
+def _run_containing(present: np.ndarray, centre: int, gap: int) -> Optional[Tuple[int, int]]:
+    closed = ndimage.binary_closing(present, structure=np.ones(gap + 1)) | present
+    lab, n = ndimage.label(closed)
+    if n == 0:
+        return None
+    k = lab[min(max(centre, 0), len(present) - 1)]
+    if k == 0:
+        return None
+    idx = np.flatnonzero(lab == k)
+    # the closing may extend a run by a bridged pixel: trim to present pixels
+    idx = idx[present[idx]]
+    return int(idx[0]), int(idx[-1])
+
+
+def _end_position(prof: np.ndarray, e: int, direction: int, s: float) -> float:
+    """Sub-pixel end of an ink run whose last present column is `e`, running in `direction`:
+    where the column maximum falls to half of its level just inside the run."""
+    n = len(prof)
+    inside = prof[max(0, min(e, e - direction * int(3 * s))):max(e, e - direction * int(3 * s)) + 1]
+    level = float(np.median(inside)) if inside.size else float(prof[e])
+    half = 0.5 * level
+    k = e
+    # walk outwards while above half
+    while 0 <= k + direction < n and prof[k + direction] >= half:
+        k += direction
+    # walk inwards while below half
+    while 0 <= k - direction < n and prof[k] < half:
+        k -= direction
+    nxt = k + direction
+    if not 0 <= nxt < n:
+        return float(k) + 0.5 * direction
+    a, b = float(prof[k]), float(prof[nxt])
+    frac = (a - half) / (a - b) if a > b else 0.5
+    return float(k) + direction * float(np.clip(frac, 0.0, 1.0))
+
+
+def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, thr: float):
+    """(x_t0, x_t10) in deskewed px for one reading of a row, or None.
+
+    up_sign = -1: page up is towards smaller deskewed y (so the labels, below the baseline, are at
+    positive offsets). Near the 0 s end, ink further than BELOW_BASELINE_MM below the baseline
+    is ignored (the lead label starts up to 1 mm before 0 s); the 10 s end has no label."""
+    full = strip.max(axis=0)
+    below = BELOW_BASELINE_MM * s
+    keep = offs <= below if up_sign < 0 else offs >= -below
+    excl = strip[keep].max(axis=0)
+    gap = max(1, int(round(RUN_GAP_MM * s)))
+    run = _run_containing(full > thr, centre, gap)
+    if run is None:
+        return None
+    A, B = run
+    near = int(round(12.0 * s))
+    comb = full.copy()
+    if t0_left:
+        comb[:A + near] = excl[:A + near]
+    else:
+        comb[B - near:] = excl[B - near:]
+    run2 = _run_containing(comb > thr, centre, gap)
+    if run2 is None:
+        return None
+    a, b = run2
+    if t0_left:
+        return _end_position(comb, a, -1, s), _end_position(full, B, 1, s)
+    return _end_position(comb, b, 1, s), _end_position(full, A, -1, s)
+
+
+# -------------------------------------------------------------------------------------------------
+# Page model
+# -------------------------------------------------------------------------------------------------
+def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.asarray(pts, dtype=np.float64)
+    q = p @ H[:, :2].T + H[:, 2]
+    return q[..., :2] / q[..., 2:3]
+
+
+def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
+                         base_w: np.ndarray, scale: float):
+    """Robust fit of G (image -> page mm) to row ends (both coordinates) and baseline samples
+    (page y only). Returns (G, end residuals mm (n, 2), baseline residuals mm (m,))."""
+    c = np.concatenate([end_img, base_img]).mean(axis=0)
+    L = float(scale)
+    Tn = np.array([[1 / L, 0, -c[0] / L], [0, 1 / L, -c[1] / L], [0, 0, 1]])
+    e_n = (end_img - c) / L
+    b_n = (base_img - c) / L
+    # start: the affine map of the row ends (x) and baseline samples (y)
+    A = np.c_[e_n, np.ones(len(e_n))]
+    B = np.c_[b_n, np.ones(len(b_n))]
+    ax = np.linalg.lstsq(A, end_page[:, 0], rcond=None)[0]
+    ay = np.linalg.lstsq(B, base_y, rcond=None)[0]
+    G0 = np.array([ax, ay, [0.0, 0.0, 1.0]])
+    wb = np.sqrt(base_w / max(base_w.mean(), 1e-9)) * np.sqrt(len(end_img) / max(len(base_img), 1))
+    we = 1.0
+
+    span = np.ptp(np.concatenate([e_n, b_n]), axis=0)
+
+    def res(p):
+        G = np.append(p, 1.0).reshape(3, 3)
+        re = (_apply_h(G, e_n)[:, 0] - end_page[:, 0]) * we
+        rb = (_apply_h(G, b_n)[:, 1] - base_y) * wb
+        # perspective prior: the rows' convergence is measured from noisy baselines (the signals'
+        # wander), and an unneeded perspective term bends time along the rows
+        prior = PERSPECTIVE_PRIOR * G[2, :2] * span
+        return np.concatenate([re, rb, prior])
+
+    sol = optimize.least_squares(res, G0.ravel()[:8], loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200)
+    G = np.append(sol.x, 1.0).reshape(3, 3) @ Tn
+    G = G / G[2, 2]
+    r_end = _apply_h(G, end_img)[:, 0] - end_page[:, 0]
+    r_base = _apply_h(G, base_img)[:, 1] - base_y
+    return G, r_end, r_base
+
+
+_MARKS_CACHE: Dict[str, np.ndarray] = {}
+MARK_STEP_MM = 1.0
+
+
+def _marks_template() -> np.ndarray:
+    """Page raster (1 sample / mm) of where an upright page has ink that is not symmetric under a
+    left-right mirror or an up-down flip: lead labels, calibration pulses, header, speed line."""
+    if "m" in _MARKS_CACHE:
+        return _MARKS_CACHE["m"]
+    ys = (np.arange(int(PAGE_H_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
+    xs = (np.arange(int(PAGE_W_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
+    X, Y = np.meshgrid(xs, ys)
+    t = np.zeros_like(X)
+    for j, i in LAYOUT.label_nodes:
+        xl, yl = layout.grid_node_mm(j, i)
+        t += 1.0 * ((X >= xl - 1.0) & (X <= xl + 6.0) & (np.abs(Y - yl) <= 2.5))
+    for b in BASELINES_MM:
+        t += 1.0 * ((X >= X_T0_MM - 10.5) & (X <= X_T0_MM - 2.0) & (Y >= b - 10.5) & (Y <= b - 1.0))
+    t += 0.5 * ((X >= 8.0) & (X <= 120.0) & (Y >= 3.0) & (Y <= 28.0))
+    y_last = BASELINES_MM.max()
+    t += 0.5 * ((X >= X_T0_MM) & (X <= X_T0_MM + 120.0) & (Y >= y_last + 11.0) & (Y <= y_last + 16.5))
+    _MARKS_CACHE["m"] = t
+    return t
+
+
+def _page_raster(ink: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """The working ink pulled back to page millimetres (1 sample / mm) through H (page -> work px)."""
+    ys = (np.arange(int(PAGE_H_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
+    xs = (np.arange(int(PAGE_W_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
+    X, Y = np.meshgrid(xs, ys)
+    q = _apply_h(H, np.stack([X, Y], -1))
+    return cv2.remap(ink, q[..., 0].astype(np.float32), q[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+# orientation code c turns an upright page's axes by R^(c % 4) F^(c >= 4) (layout.apply_orientation)
+_F = np.array([[-1.0, 0.0], [0.0, 1.0]])
+_R = np.array([[0.0, 1.0], [-1.0, 0.0]])
+_CODE_AXES = [np.linalg.matrix_power(_R, c % 4) @ (_F if c >= 4 else np.eye(2)) for c in range(layout.N_ORIENTATIONS)]
+
+
+def orientation_of(H: np.ndarray) -> int:
+    """Orientation code of an image whose page -> image homography is H (at the page centre)."""
+    c = np.array([PAGE_W_MM / 2, PAGE_H_MM / 2])
+    d = 1.0
+    p = _apply_h(H, np.array([c, c + [d, 0.0], c + [0.0, d]]))
+    J = np.stack([p[1] - p[0], p[2] - p[0]], axis=1)
+    J = J / np.linalg.norm(J, axis=0, keepdims=True)
+    return int(np.argmax([np.sum(J * M) for M in _CODE_AXES]))
+
+
+# -------------------------------------------------------------------------------------------------
+# Entry
+# -------------------------------------------------------------------------------------------------
+def _reject(rgb, reason, timings, interpolation) -> Rectification:
+    return rejected_rectification(rgb, reason, timings, METHOD, interpolation)
+
+
+def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR, debug: bool = False) -> Rectification:
+    """Rectify an ECG page printed without a grid (see the module docstring)."""
+    rgb = as_rgb_uint8(image)
+    timings: Dict[str, float] = {}
+    h0, w0 = rgb.shape[:2]
+    too_small = too_small_reason(rgb, MIN_IMAGE_SIDE)
+    if too_small:
+        return _reject(rgb, too_small, timings, interpolation)
+    t0 = time.perf_counter()
+    sw = min(1.0, WORK_LONG_SIDE / max(h0, w0))
+    work = cv2.resize(rgb, (max(1, round(w0 * sw)), max(1, round(h0 * sw))), interpolation=cv2.INTER_AREA) \
+        if sw < 1 else rgb
+    swx, swy = work.shape[1] / w0, work.shape[0] / h0
+    gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+    ink = _ink(gray)
+    mask = _page_mask(gray)
+    if mask is not None:
+        ink = np.where(mask, ink, 0.0).astype(np.float32)
+    long_side = max(ink.shape)
+    if float(np.percentile(ink, 99.5)) < 0.04:
+        return _reject(rgb, "no ink strokes found (blank page?)", timings, interpolation)
+    timings["ink"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    angle, sharp = _row_angle(ink)
+    M, size = _rotation(angle, ink.shape)
+    D = cv2.warpAffine(ink, M, size, flags=cv2.INTER_LINEAR)
+    Minv = cv2.invertAffineTransform(M)
+    prof = ndimage.gaussian_filter1d(D.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
+    coarse = _coarse_rows(prof, long_side)
+    timings["rows"] = time.perf_counter() - t0
+    if coarse is None:
+        return _reject(rgb, "no ECG trace rows found (no grid, and no 4-row layout)", timings, interpolation)
+    rows_y, s, ncc = coarse
+    if debug:
+        print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} ncc {ncc:.3f}")
+
+    t0 = time.perf_counter()
+    gaps = np.diff(rows_y)
+    half_band = 0.45 * float(gaps.min())
+    tracks, curves = [], []
+    # start each row where the ink along it is densest (the page's middle)
+    for y0 in rows_y:
+        ya, yb = int(max(0, y0 - half_band)), int(min(D.shape[0], y0 + half_band))
+        colsum = ndimage.uniform_filter1d(D[ya:yb].sum(axis=0), max(3, int(40 * s)))
+        xc = float(np.argmax(colsum))
+        tr = _track_row(D, y0, s, half_band, xc)
+        if len(tr) < 8:
+            return _reject(rgb, "trace rows found but too short to follow (no grid, layout not recognised)",
+                           timings, interpolation)
+        coef, keep = _baseline_curve(tr)
+        tracks.append(tr[keep])
+        curves.append(coef)
+    timings["track"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    strips = [_row_strip(D, coef, half_band) for coef in curves]
+    levels = []
+    for (offs, strip), tr in zip(strips, tracks):
+        full = strip.max(axis=0)
+        core = full[int(tr[0, 0]):int(tr[-1, 0]) + 1]
+        levels.append(float(np.percentile(core, 60)) if core.size else 0.0)
+    thr = 0.3 * float(np.median(levels))
+
+    def to_work(xy):
+        xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        return xy @ Minv[:, :2].T + Minv[:, 2]
+
+    hyps = []
+    marks = _marks_template()
+    for flip_y in (False, True):
+        for t0_left in (True, False):
+            up_sign = -1 if not flip_y else 1
+            order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
+            end_img, end_page, base_img, base_y, base_w = [], [], [], [], []
+            for k, ((offs, strip), tr) in enumerate(zip(strips, tracks)):
+                r = order[k]
+                b_mm = BASELINES_MM[r]
+                centre = int(round(np.median(tr[:, 0])))
+                ends = _row_ends(offs, strip, centre, s, up_sign, t0_left, thr)
+                if ends is not None:
+                    for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
+                        y_d = float(np.polyval(curves[k], x_d))
+                        end_img.append(to_work([x_d, y_d])[0])
+                        end_page.append([x_mm, b_mm])
+                base_img.extend(to_work(tr[:, :2]))
+                base_y.extend([b_mm] * len(tr))
+                base_w.extend(tr[:, 2])
+            if len(end_img) < 6:
+                continue
+            fit = _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
+                                       np.array(base_w), long_side)
+            if fit is None:
+                continue
+            G, r_end, r_base = fit
+            H = np.linalg.inv(G)
+            H = H / H[2, 2]
+            pg = _page_raster(ink, H)
+            tot = float(pg.sum()) + 1e-9
+            score = float((pg * marks).sum()) / tot
+            rms_end = float(np.sqrt(np.mean(r_end ** 2)))
+            rms_base = float(np.sqrt(np.median(r_base ** 2)))
+            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img),
+                             flip_y=flip_y, t0_left=t0_left))
+            if debug:
+                print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
+                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} code {orientation_of(H)}")
+    timings["fit"] = time.perf_counter() - t0
+    if not hyps:
+        return _reject(rgb, "trace rows found but their ends could not be placed (no grid)", timings, interpolation)
+
+    def total(hp):
+        return hp["score"] - 0.02 * (hp["rms_end"] + hp["rms_base"])
+
+    hyps.sort(key=total, reverse=True)
+    best = hyps[0]
+    margin = total(best) - total(hyps[1]) if len(hyps) > 1 else 0.0
+    H = best["H"]
+
+    # node field in original pixels
+    m = NODE_MARGIN
+    JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
+                         indexing="ij")
+    x_mm, y_mm = layout.grid_node_mm(JJ, II)
+    q = _apply_h(H, np.stack([x_mm, y_mm], -1))
+    node_field = np.empty_like(q)
+    node_field[..., 0] = (q[..., 0] + 0.5) / swx - 0.5
+    node_field[..., 1] = (q[..., 1] + 0.5) / swy - 0.5
+    code = orientation_of(H)
+
+    conf = 1.0
+    reasons = []
+    if best["n_end"] < 8:
+        conf *= best["n_end"] / 8.0
+        reasons.append(f"only {best['n_end']} of 8 row ends found")
+    fit_err = max(best["rms_end"], best["rms_base"])
+    if fit_err > 1.0:
+        conf *= min(1.0, 1.0 / fit_err)
+        reasons.append(f"layout fit residual {fit_err:.2f} mm")
+    if margin < 0.05:
+        conf *= max(margin, 0.0) / 0.05
+        reasons.append(f"orientation uncertain (margin {margin:.3f})")
+    reason = "no grid: page geometry from the trace layout" + ("; " + "; ".join(reasons) if reasons else "")
+    return build_rectification(rgb, node_field, np.zeros((N_ROWS, N_COLS), bool), code, conf, reason, timings,
+                               METHOD, interpolation)
