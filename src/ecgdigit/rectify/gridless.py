@@ -57,7 +57,9 @@ PAGE_H_MM = layout.LETTER.height_mm
 TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
+HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
 PERSPECTIVE_PRIOR = 1.0 / 0.02  # one residual unit (mm) per 2 % scale change across the page
+PERSPECTIVE_GAIN = 0.7  # the homography must cut the affine fit's robust cost to this share
 BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
 
 
@@ -296,12 +298,15 @@ def _end_position(prof: np.ndarray, e: int, direction: int, s: float) -> float:
     return float(k) + direction * float(np.clip(frac, 0.0, 1.0))
 
 
-def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, thr: float):
+def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, thr: float,
+              cut: Optional[float] = None):
     """(x_t0, x_t10) in deskewed px for one reading of a row, or None.
 
     up_sign = -1: page up is towards smaller deskewed y (so the labels, below the baseline, are at
     positive offsets). Near the 0 s end, ink further than BELOW_BASELINE_MM below the baseline
-    is ignored (the lead label starts up to 1 mm before 0 s); the 10 s end has no label."""
+    is ignored (the lead label starts up to 1 mm before 0 s); the 10 s end has no label. `cut`:
+    nothing before this x (after it when 0 s is on the right) belongs to the trace (a calibration
+    pulse ends there)."""
     full = strip.max(axis=0)
     below = BELOW_BASELINE_MM * s
     keep = offs <= below if up_sign < 0 else offs >= -below
@@ -317,13 +322,110 @@ def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, t
         comb[:A + near] = excl[:A + near]
     else:
         comb[B - near:] = excl[B - near:]
-    run2 = _run_containing(comb > thr, centre, gap)
+    present = comb > thr
+    if cut is not None:
+        c = int(np.clip(np.ceil(cut) if t0_left else np.floor(cut), 0, len(present) - 1))
+        if t0_left:
+            present[:c] = False
+        else:
+            present[c + 1:] = False
+    run2 = _run_containing(present, centre, gap)
     if run2 is None:
         return None
     a, b = run2
     if t0_left:
         return _end_position(comb, a, -1, s), _end_position(full, B, 1, s)
     return _end_position(comb, b, 1, s), _end_position(full, A, -1, s)
+
+
+_PULSE_CACHE: Dict[Tuple[int, bool, bool], np.ndarray] = {}
+PULSE_MIN_NCC = 0.45
+
+
+def _pulse_template(s: float, up_sign: int, t0_left: bool) -> Tuple[np.ndarray, Tuple[float, float]]:
+    """Ink template of a calibration pulse at s px/mm (3 mm margins), and where its rising edge
+    meets the top line inside it (x, y px)."""
+    m = 3.0
+    w = int(round((5.0 + 2.5 + 2 * m) * s))
+    h = int(round((10.0 + 2 * m) * s))
+    img = np.zeros((h, w), np.float32)
+    x_r, x_f = (m + 2.5) * s, (m + 7.5) * s
+    y_top, y_foot = m * s, (m + 10.0) * s
+    pts = np.array([[m * s, y_foot], [x_r, y_foot], [x_r, y_top], [x_f, y_top], [x_f, y_foot]])
+    cv2.polylines(img, [np.round(pts * 16).astype(np.int32).reshape(-1, 1, 2)], False, 1.0,
+                  max(1, int(round(0.25 * s))), cv2.LINE_AA, 4)
+    img = cv2.GaussianBlur(img, (0, 0), 0.7)
+    anchor = (x_r, y_top)
+    if not t0_left:
+        img = img[:, ::-1]
+        anchor = (w - 1 - anchor[0], anchor[1])
+    if up_sign > 0:
+        img = img[::-1]
+        anchor = (anchor[0], h - 1 - anchor[1])
+    return np.ascontiguousarray(img), anchor
+
+
+def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: int, t0_left: bool):
+    """The calibration pulse just before 0 s of a row, or None: dict(x_rise, x_fall, y_top, y_foot)
+    in deskewed px. `x_e`: where the row's ink run starts on its 0 s side."""
+    h, w = D.shape
+    tmpl, (ax, ay) = _pulse_template(s, up_sign, t0_left)
+    th, tw = tmpl.shape
+    d = 1 if t0_left else -1
+    xa, xb = sorted((x_e - d * 14.0 * s, x_e + d * 8.0 * s))
+    yb = float(np.polyval(coef, x_e))
+    ya, yz = yb - 16.0 * s, yb + 16.0 * s
+    xa, xb = int(max(0, xa - tw / 2)), int(min(w, xb + tw / 2))
+    ya, yz = int(max(0, ya)), int(min(h, yz))
+    win = D[ya:yz, xa:xb]
+    if win.shape[0] <= th or win.shape[1] <= tw or tmpl.std() == 0:
+        return None
+    res = cv2.matchTemplate(win, tmpl, cv2.TM_CCOEFF_NORMED)
+    k = np.unravel_index(int(np.argmax(res)), res.shape)
+    if res[k] < PULSE_MIN_NCC:
+        return None
+    x_r0 = xa + k[1] + ax  # rising edge and top line, template precision
+    y_t0 = ya + k[0] + ay
+    x_f0 = x_r0 + d * 5.0 * s
+    y_f0 = y_t0 - up_sign * 10.0 * s  # foot (baseline) level
+    # sub-pixel edges: column profile between foot and top
+    y_lo, y_hi = sorted((y_t0, y_f0))
+    rows = slice(int(round(y_lo + 2.0 * s)), int(round(y_hi - 2.0 * s)) + 1)
+
+    def peak_x(x0):
+        a, b = int(round(x0 - 1.5 * s)), int(round(x0 + 1.5 * s)) + 1
+        if a < 1 or b >= w - 1 or rows.stop - rows.start < 2:
+            return None
+        prof = D[rows, a:b].mean(axis=0)
+        j = int(np.argmax(prof))
+        if 0 < j < len(prof) - 1:
+            den = prof[j - 1] - 2 * prof[j] + prof[j + 1]
+            return a + j + (0.5 * (prof[j - 1] - prof[j + 1]) / den if den < 0 else 0.0)
+        return float(a + j)
+
+    def peak_y(y0, x_from, x_to):
+        a, b = int(round(min(x_from, x_to))), int(round(max(x_from, x_to))) + 1
+        c, e = int(round(y0 - 1.5 * s)), int(round(y0 + 1.5 * s)) + 1
+        if c < 1 or e >= h - 1 or b - a < 2:
+            return None
+        prof = D[c:e, a:b].mean(axis=1)
+        j = int(np.argmax(prof))
+        if 0 < j < len(prof) - 1:
+            den = prof[j - 1] - 2 * prof[j] + prof[j + 1]
+            return c + j + (0.5 * (prof[j - 1] - prof[j + 1]) / den if den < 0 else 0.0)
+        return float(c + j)
+
+    x_r, x_f = peak_x(x_r0), peak_x(x_f0)
+    if x_r is None or x_f is None:
+        return None
+    y_top = peak_y(y_t0, x_r + d * 1.0 * s, x_f - d * 1.0 * s)
+    y_foot = peak_y(y_f0, x_r - d * 2.2 * s, x_r - d * 0.5 * s)
+    if y_top is None or y_foot is None:
+        return None
+    # a pulse is 5 mm wide and 10 mm tall: reject shapes far from that (the scale is known to ~10 %)
+    if not (3.5 * s < abs(x_f - x_r) < 6.5 * s and 7.0 * s < abs(y_foot - y_top) < 13.0 * s):
+        return None
+    return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=float(res[k]))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -336,35 +438,53 @@ def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
-                         base_w: np.ndarray, scale: float):
+                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
+                         fix_y: Optional[np.ndarray] = None):
     """Robust fit of G (image -> page mm) to row ends (both coordinates) and baseline samples
-    (page y only). Returns (G, end residuals mm (n, 2), baseline residuals mm (m,))."""
+    (page y only), and exactly known heights (`fix_*`: calibration pulse foot and top; page y only,
+    weighted like a row end). Returns (G, end residuals mm (n,), baseline residuals mm (m,))."""
+    if fix_img is None or len(fix_img) == 0:
+        fix_img, fix_y = np.zeros((0, 2)), np.zeros(0)
     c = np.concatenate([end_img, base_img]).mean(axis=0)
     L = float(scale)
     Tn = np.array([[1 / L, 0, -c[0] / L], [0, 1 / L, -c[1] / L], [0, 0, 1]])
     e_n = (end_img - c) / L
     b_n = (base_img - c) / L
+    f_n = (fix_img - c) / L
     # start: the affine map of the row ends (x) and baseline samples (y)
     A = np.c_[e_n, np.ones(len(e_n))]
     B = np.c_[b_n, np.ones(len(b_n))]
     ax = np.linalg.lstsq(A, end_page[:, 0], rcond=None)[0]
     ay = np.linalg.lstsq(B, base_y, rcond=None)[0]
     G0 = np.array([ax, ay, [0.0, 0.0, 1.0]])
+    # the baselines (the traces' isoelectric level, which wanders) count as much as the row ends
+    # together, or a third of that when calibration pulses give exact heights
     wb = np.sqrt(base_w / max(base_w.mean(), 1e-9)) * np.sqrt(len(end_img) / max(len(base_img), 1))
-    we = 1.0
-
+    if len(f_n):
+        wb = wb * np.sqrt(1.0 / 3.0)
     span = np.ptp(np.concatenate([e_n, b_n]), axis=0)
 
-    def res(p):
-        G = np.append(p, 1.0).reshape(3, 3)
-        re = (_apply_h(G, e_n)[:, 0] - end_page[:, 0]) * we
+    def res(p, perspective: bool):
+        G = np.append(p, 1.0).reshape(3, 3) if perspective else np.vstack([p.reshape(2, 3), [0.0, 0.0, 1.0]])
+        re = _apply_h(G, e_n)[:, 0] - end_page[:, 0]
         rb = (_apply_h(G, b_n)[:, 1] - base_y) * wb
+        rf = (_apply_h(G, f_n)[:, 1] - fix_y) if len(f_n) else np.zeros(0)
+        if not perspective:
+            return np.concatenate([re, rb, rf])
         # perspective prior: the rows' convergence is measured from noisy baselines (the signals'
         # wander), and an unneeded perspective term bends time along the rows
         prior = PERSPECTIVE_PRIOR * G[2, :2] * span
-        return np.concatenate([re, rb, prior])
+        return np.concatenate([re, rb, rf, prior])
 
-    sol = optimize.least_squares(res, G0.ravel()[:8], loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200)
+    aff = optimize.least_squares(res, G0.ravel()[:6], loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200,
+                                 args=(False,))
+    p0 = np.append(aff.x, [0.0, 0.0])
+    sol = optimize.least_squares(res, p0, loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200, args=(True,))
+    # a flat sheet seen square on (scans) is affine; take the perspective only when it explains
+    # clearly more than the affine map
+    if sol.cost > PERSPECTIVE_GAIN * aff.cost:
+        sol = aff
+        sol.x = p0
     G = np.append(sol.x, 1.0).reshape(3, 3) @ Tn
     G = G / G[2, 2]
     r_end = _apply_h(G, end_img)[:, 0] - end_page[:, 0]
@@ -458,7 +578,11 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     M, size = _rotation(angle, ink.shape)
     D = cv2.warpAffine(ink, M, size, flags=cv2.INTER_LINEAR)
     Minv = cv2.invertAffineTransform(M)
-    prof = ndimage.gaussian_filter1d(D.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
+    # flat stretches of the traces (the isoelectric line) survive a short horizontal opening; the
+    # lead labels and header text, made of short strokes, mostly do not
+    L = max(3, int(round(long_side / HLINE_FRACTION)))
+    Dh = cv2.morphologyEx(D, cv2.MORPH_OPEN, np.ones((1, L), np.uint8))
+    prof = ndimage.gaussian_filter1d(Dh.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
     coarse = _coarse_rows(prof, long_side)
     timings["rows"] = time.perf_counter() - t0
     if coarse is None:
@@ -474,9 +598,9 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     # start each row where the ink along it is densest (the page's middle)
     for y0 in rows_y:
         ya, yb = int(max(0, y0 - half_band)), int(min(D.shape[0], y0 + half_band))
-        colsum = ndimage.uniform_filter1d(D[ya:yb].sum(axis=0), max(3, int(40 * s)))
+        colsum = ndimage.uniform_filter1d(Dh[ya:yb].sum(axis=0), max(3, int(40 * s)))
         xc = float(np.argmax(colsum))
-        tr = _track_row(D, y0, s, half_band, xc)
+        tr = _track_row(Dh, y0, s, half_band, xc)
         if len(tr) < 8:
             return _reject(rgb, "trace rows found but too short to follow (no grid, layout not recognised)",
                            timings, interpolation)
@@ -504,12 +628,28 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
         for t0_left in (True, False):
             up_sign = -1 if not flip_y else 1
             order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
-            end_img, end_page, base_img, base_y, base_w = [], [], [], [], []
+            end_img, end_page, base_img, base_y, base_w, fix_img, fix_y = [], [], [], [], [], [], []
+            n_pulses = 0
             for k, ((offs, strip), tr) in enumerate(zip(strips, tracks)):
                 r = order[k]
                 b_mm = BASELINES_MM[r]
                 centre = int(round(np.median(tr[:, 0])))
                 ends = _row_ends(offs, strip, centre, s, up_sign, t0_left, thr)
+                pulse = None if ends is None else _find_pulse(D, curves[k], ends[0], s, up_sign, t0_left)
+                if pulse is not None:
+                    n_pulses += 1
+                    d = 1 if t0_left else -1
+                    ends = _row_ends(offs, strip, centre, s, up_sign, t0_left, thr, cut=pulse["x_fall"] + d * 1.0 * s)
+                    y_mid = 0.5 * (pulse["y_top"] + pulse["y_foot"])
+                    for x_d, x_mm in ((pulse["x_rise"], X_T0_MM - 7.5), (pulse["x_fall"], X_T0_MM - 2.5)):
+                        end_img.append(to_work([x_d, y_mid])[0])
+                        end_page.append([x_mm, b_mm])
+                    for f in (0.25, 0.5, 0.75):
+                        x_d = pulse["x_rise"] + f * (pulse["x_fall"] - pulse["x_rise"])
+                        fix_img.append(to_work([x_d, pulse["y_top"]])[0])
+                        fix_y.append(b_mm - layout.GAIN_MM_PER_MV)
+                    fix_img.append(to_work([pulse["x_rise"] - d * 1.2 * s, pulse["y_foot"]])[0])
+                    fix_y.append(b_mm)
                 if ends is not None:
                     for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
                         y_d = float(np.polyval(curves[k], x_d))
@@ -521,7 +661,7 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
             if len(end_img) < 6:
                 continue
             fit = _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
-                                       np.array(base_w), long_side)
+                                       np.array(base_w), long_side, np.array(fix_img).reshape(-1, 2), np.array(fix_y))
             if fit is None:
                 continue
             G, r_end, r_base = fit
@@ -532,11 +672,11 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
             score = float((pg * marks).sum()) / tot
             rms_end = float(np.sqrt(np.mean(r_end ** 2)))
             rms_base = float(np.sqrt(np.median(r_base ** 2)))
-            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img),
-                             flip_y=flip_y, t0_left=t0_left))
+            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses,
+                             flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
             if debug:
                 print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
-                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} code {orientation_of(H)}")
+                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} code {orientation_of(H)}")
     timings["fit"] = time.perf_counter() - t0
     if not hyps:
         return _reject(rgb, "trace rows found but their ends could not be placed (no grid)", timings, interpolation)
