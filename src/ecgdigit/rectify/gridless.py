@@ -339,7 +339,7 @@ def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, t
 
 
 _PULSE_CACHE: Dict[Tuple[int, bool, bool], np.ndarray] = {}
-PULSE_MIN_NCC = 0.45
+PULSE_MIN_NCC = 0.55
 
 
 def _pulse_template(s: float, up_sign: int, t0_left: bool) -> Tuple[np.ndarray, Tuple[float, float]]:
@@ -423,7 +423,14 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
     if y_top is None or y_foot is None:
         return None
     # a pulse is 5 mm wide and 10 mm tall: reject shapes far from that (the scale is known to ~10 %)
-    if not (3.5 * s < abs(x_f - x_r) < 6.5 * s and 7.0 * s < abs(y_foot - y_top) < 13.0 * s):
+    if not (4.2 * s < abs(x_f - x_r) < 5.8 * s and 8.5 * s < abs(y_foot - y_top) < 11.5 * s):
+        return None
+    # the trace starts 2.5 mm after the falling edge: the gap must be paper near the baseline
+    gx = sorted((x_f + d * 0.7 * s, x_f + d * 1.8 * s))
+    gap = D[int(round(min(y_foot, y_top) + 1.0 * s)):int(round(max(y_foot, y_top) + 1.0 * s)) + 1,
+            int(round(gx[0])):int(round(gx[1])) + 1]
+    if gap.size and float(gap.max()) > 0.5 * float(D[int(round(y_lo)):int(round(y_hi)) + 1,
+                                                     int(round(x_f)) - 1:int(round(x_f)) + 2].max()):
         return None
     return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=float(res[k]))
 
@@ -629,17 +636,23 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
             up_sign = -1 if not flip_y else 1
             order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
             end_img, end_page, base_img, base_y, base_w, fix_img, fix_y = [], [], [], [], [], [], []
-            n_pulses = 0
+            centres = [int(round(np.median(tr[:, 0]))) for tr in tracks]
+            ends_all = [_row_ends(offs, strip, c, s, up_sign, t0_left, thr) for (offs, strip), c in zip(strips, centres)]
+            pulses = [None if e is None else _find_pulse(D, coef, e[0], s, up_sign, t0_left)
+                      for e, coef in zip(ends_all, curves)]
+            # the page prints a pulse on every row or on none: a lone match is something else
+            n_pulses = sum(p is not None for p in pulses)
+            if n_pulses < 3:
+                pulses = [None] * len(pulses)
+                n_pulses = 0
             for k, ((offs, strip), tr) in enumerate(zip(strips, tracks)):
                 r = order[k]
                 b_mm = BASELINES_MM[r]
-                centre = int(round(np.median(tr[:, 0])))
-                ends = _row_ends(offs, strip, centre, s, up_sign, t0_left, thr)
-                pulse = None if ends is None else _find_pulse(D, curves[k], ends[0], s, up_sign, t0_left)
+                ends, pulse = ends_all[k], pulses[k]
                 if pulse is not None:
-                    n_pulses += 1
                     d = 1 if t0_left else -1
-                    ends = _row_ends(offs, strip, centre, s, up_sign, t0_left, thr, cut=pulse["x_fall"] + d * 1.0 * s)
+                    ends = _row_ends(offs, strip, centres[k], s, up_sign, t0_left, thr,
+                                     cut=pulse["x_fall"] + d * 1.0 * s)
                     y_mid = 0.5 * (pulse["y_top"] + pulse["y_foot"])
                     for x_d, x_mm in ((pulse["x_rise"], X_T0_MM - 7.5), (pulse["x_fall"], X_T0_MM - 2.5)):
                         end_img.append(to_work([x_d, y_mid])[0])
@@ -705,10 +718,12 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     if best["n_end"] < 8:
         conf *= best["n_end"] / 8.0
         reasons.append(f"only {best['n_end']} of 8 row ends found")
-    fit_err = max(best["rms_end"], best["rms_base"])
-    if fit_err > 1.0:
-        conf *= min(1.0, 1.0 / fit_err)
-        reasons.append(f"layout fit residual {fit_err:.2f} mm")
+    if best["rms_end"] > 0.7:  # the row ends (and pulse edges) disagree about time
+        conf *= 0.7 / best["rms_end"]
+        reasons.append(f"row ends off the layout by {best['rms_end']:.2f} mm rms")
+    if best["rms_base"] > 3.0:  # baselines wander with the signal; beyond that the rows are not straight
+        conf *= 3.0 / best["rms_base"]
+        reasons.append(f"baselines off the layout by {best['rms_base']:.2f} mm")
     if margin < 0.05:
         conf *= max(margin, 0.0) / 0.05
         reasons.append(f"orientation uncertain (margin {margin:.3f})")
