@@ -58,7 +58,7 @@ TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
-PERSPECTIVE_PRIOR = 1.0 / 0.02  # one residual unit (mm) per 2 % scale change across the page
+PERSPECTIVE_PRIOR = 1.0 / 0.1  # one residual unit (mm) per 10 % scale change across the page
 PERSPECTIVE_GAIN = 0.7  # the homography must cut the affine fit's robust cost to this share
 BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
 
@@ -369,23 +369,31 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
     """The calibration pulse just before 0 s of a row, or None: dict(x_rise, x_fall, y_top, y_foot)
     in deskewed px. `x_e`: where the row's ink run starts on its 0 s side."""
     h, w = D.shape
-    tmpl, (ax, ay) = _pulse_template(s, up_sign, t0_left)
-    th, tw = tmpl.shape
     d = 1 if t0_left else -1
-    xa, xb = sorted((x_e - d * 14.0 * s, x_e + d * 8.0 * s))
-    yb = float(np.polyval(coef, x_e))
-    ya, yz = yb - 16.0 * s, yb + 16.0 * s
-    xa, xb = int(max(0, xa - tw / 2)), int(min(w, xb + tw / 2))
-    ya, yz = int(max(0, ya)), int(min(h, yz))
-    win = D[ya:yz, xa:xb]
-    if win.shape[0] <= th or win.shape[1] <= tw or tmpl.std() == 0:
+    best = None
+    # under perspective the local scale differs from the page's mean by up to about a third
+    for sl in s * np.array([0.7, 0.82, 1.0, 1.2, 1.4]):
+        tmpl, (ax, ay) = _pulse_template(sl, up_sign, t0_left)
+        th, tw = tmpl.shape
+        xa, xb = sorted((x_e - d * 14.0 * sl, x_e + d * 8.0 * sl))
+        yb = float(np.polyval(coef, x_e))
+        ya, yz = yb - 16.0 * sl, yb + 16.0 * sl
+        xa, xb = int(max(0, xa - tw / 2)), int(min(w, xb + tw / 2))
+        ya, yz = int(max(0, ya)), int(min(h, yz))
+        win = np.ascontiguousarray(D[ya:yz, xa:xb])
+        if win.shape[0] <= th or win.shape[1] <= tw or tmpl.std() == 0:
+            continue
+        res = cv2.matchTemplate(win, tmpl, cv2.TM_CCOEFF_NORMED)
+        # near-empty windows give meaningless (even 1.0) correlations: ignore them
+        energy = cv2.matchTemplate(win * win, np.ones_like(tmpl), cv2.TM_CCORR)
+        res = np.where(energy > 0.05 * float((tmpl * tmpl).sum()) * max(float(win.max()), 1e-6) ** 2, res, -1.0)
+        k = np.unravel_index(int(np.argmax(res)), res.shape)
+        if best is None or res[k] > best[0]:
+            best = (float(res[k]), sl, xa + k[1] + ax, ya + k[0] + ay)
+    if best is None or best[0] < PULSE_MIN_NCC:
         return None
-    res = cv2.matchTemplate(win, tmpl, cv2.TM_CCOEFF_NORMED)
-    k = np.unravel_index(int(np.argmax(res)), res.shape)
-    if res[k] < PULSE_MIN_NCC:
-        return None
-    x_r0 = xa + k[1] + ax  # rising edge and top line, template precision
-    y_t0 = ya + k[0] + ay
+    ncc, sl, x_r0, y_t0 = best  # rising edge and top line, template precision
+    s = sl  # the local scale from here on
     x_f0 = x_r0 + d * 5.0 * s
     y_f0 = y_t0 - up_sign * 10.0 * s  # foot (baseline) level
     # sub-pixel edges: column profile between foot and top
@@ -423,8 +431,10 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
     if y_top is None or y_foot is None:
         return None
     # a pulse is 5 mm wide and 10 mm tall: reject shapes far from that (the scale is known to ~10 %)
-    if not (4.2 * s < abs(x_f - x_r) < 5.8 * s and 8.5 * s < abs(y_foot - y_top) < 11.5 * s):
+    pw, ph = abs(x_f - x_r), abs(y_foot - y_top)
+    if not (0.4 < pw / ph < 0.6 and 8.0 * s < ph < 12.0 * s):
         return None
+    s = ph / 10.0
     # the trace starts 2.5 mm after the falling edge: the gap must be paper near the baseline
     gx = sorted((x_f + d * 0.7 * s, x_f + d * 1.8 * s))
     gap = D[int(round(min(y_foot, y_top) + 1.0 * s)):int(round(max(y_foot, y_top) + 1.0 * s)) + 1,
@@ -432,7 +442,7 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
     if gap.size and float(gap.max()) > 0.5 * float(D[int(round(y_lo)):int(round(y_hi)) + 1,
                                                      int(round(x_f)) - 1:int(round(x_f)) + 2].max()):
         return None
-    return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=float(res[k]))
+    return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=ncc)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -664,7 +674,11 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
                     fix_img.append(to_work([pulse["x_rise"] - d * 1.2 * s, pulse["y_foot"]])[0])
                     fix_y.append(b_mm)
                 if ends is not None:
+                    if n_pulses and pulse is None:  # this row's 0 s end may be its (unseen) pulse's start
+                        ends = (None, ends[1])
                     for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
+                        if x_d is None:
+                            continue
                         y_d = float(np.polyval(curves[k], x_d))
                         end_img.append(to_work([x_d, y_d])[0])
                         end_page.append([x_mm, b_mm])
