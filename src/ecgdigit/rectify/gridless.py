@@ -58,6 +58,10 @@ TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
+TEXTURE_LEVEL = 0.02  # median ink above this: the page is textured (screen pixels), smooth more
+TARGET_PX_PER_MM = 4.5  # second pass: the page alone at about this resolution
+CROP_MARGIN_MM = 15.0
+MAX_CROP_LONG_SIDE = 2000
 PERSPECTIVE_PRIOR = 1.0 / 0.1  # one residual unit (mm) per 10 % scale change across the page
 PERSPECTIVE_GAIN = 0.7  # the homography must cut the affine fit's robust cost to this share
 BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
@@ -66,20 +70,43 @@ BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the base
 # -------------------------------------------------------------------------------------------------
 # Ink and page
 # -------------------------------------------------------------------------------------------------
-def _ink(gray: np.ndarray) -> np.ndarray:
-    """Thin dark strokes relative to the local paper level, float32 0..1."""
+def _ink(gray: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Thin dark strokes relative to the local paper level, float32 0..1 (0 outside `mask`).
+
+    A fine texture over the whole page (a photographed screen's pixel grid) would count as ink
+    everywhere: when the typical pixel is inky, the grey image is smoothed more and it is redone."""
     k = max(5, int(round(max(gray.shape) / 200)) | 1)
-    g = cv2.GaussianBlur(gray, (0, 0), 0.7).astype(np.float32)
-    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return np.clip((closed - g) / np.maximum(closed, 16.0), 0.0, 1.0)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    best = None
+    for sigma in (0.7, 1.6, 2.5):
+        g = cv2.GaussianBlur(gray, (0, 0), sigma).astype(np.float32)
+        closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, kernel)
+        ink = np.clip((closed - g) / np.maximum(closed, 16.0), 0.0, 1.0)
+        if mask is not None:
+            ink = np.where(mask, ink, 0.0).astype(np.float32)
+        inside = ink[::4, ::4] if mask is None else ink[mask][::16]
+        if inside.size == 0:
+            return ink
+        level = float(np.median(inside))
+        if best is None and level < TEXTURE_LEVEL:
+            return ink
+        # textured: keep the smoothing under which the strokes stand out most over the texture
+        contrast = float(np.percentile(inside, 99.7)) / max(level, 0.005)
+        if best is None or contrast > best[0]:
+            best = (contrast, ink)
+    return best[1]
 
 
-def _page_mask(gray: np.ndarray) -> Optional[np.ndarray]:
-    """The bright page (or screen) region of a photo; None when it is (nearly) the whole image."""
-    h, w = gray.shape
+def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """The bright, nearly colourless page (or screen) region of a photo; None when it is (nearly)
+    the whole image. Colour counts against: wooden tables are bright too, but saturated."""
+    h, w = rgb.shape[:2]
     s = 256.0 / max(h, w)
-    small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    blur = cv2.GaussianBlur(small, (0, 0), 2.0)
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 2.0).astype(np.float32)
+    mx, mn = small.max(axis=2), small.min(axis=2)
+    sat = (mx - mn) / np.maximum(mx, 8.0)
+    blur = np.clip(mx * np.clip(1.0 - sat / 0.4, 0.0, 1.0), 0, 255).astype(np.uint8)
     _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
     if n <= 1:
@@ -567,27 +594,16 @@ def _reject(rgb, reason, timings, interpolation) -> Rectification:
     return rejected_rectification(rgb, reason, timings, METHOD, interpolation)
 
 
-def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR, debug: bool = False) -> Rectification:
-    """Rectify an ECG page printed without a grid (see the module docstring)."""
-    rgb = as_rgb_uint8(image)
-    timings: Dict[str, float] = {}
-    h0, w0 = rgb.shape[:2]
-    too_small = too_small_reason(rgb, MIN_IMAGE_SIDE)
-    if too_small:
-        return _reject(rgb, too_small, timings, interpolation)
+def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
+    """Steps 1-5 on a working copy: the best reading as a dict (H: page mm -> work px, s: px/mm,
+    score margin, residuals, ...) or the reason (str) why there is no ECG layout to read."""
     t0 = time.perf_counter()
-    sw = min(1.0, WORK_LONG_SIDE / max(h0, w0))
-    work = cv2.resize(rgb, (max(1, round(w0 * sw)), max(1, round(h0 * sw))), interpolation=cv2.INTER_AREA) \
-        if sw < 1 else rgb
-    swx, swy = work.shape[1] / w0, work.shape[0] / h0
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-    ink = _ink(gray)
-    mask = _page_mask(gray)
-    if mask is not None:
-        ink = np.where(mask, ink, 0.0).astype(np.float32)
+    mask = _page_mask(work)
+    ink = _ink(gray, mask)
     long_side = max(ink.shape)
-    if float(np.percentile(ink, 99.5)) < 0.04:
-        return _reject(rgb, "no ink strokes found (blank page?)", timings, interpolation)
+    if float(np.percentile(ink if mask is None else ink[mask], 99.5)) < 0.04:
+        return "no ink strokes found (blank page?)"
     timings["ink"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -603,7 +619,7 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     coarse = _coarse_rows(prof, long_side)
     timings["rows"] = time.perf_counter() - t0
     if coarse is None:
-        return _reject(rgb, "no ECG trace rows found (no grid, and no 4-row layout)", timings, interpolation)
+        return "no ECG trace rows found (no grid, and no 4-row layout)"
     rows_y, s, ncc = coarse
     if debug:
         print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} ncc {ncc:.3f}")
@@ -619,8 +635,7 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
         xc = float(np.argmax(colsum))
         tr = _track_row(Dh, y0, s, half_band, xc)
         if len(tr) < 8:
-            return _reject(rgb, "trace rows found but too short to follow (no grid, layout not recognised)",
-                           timings, interpolation)
+            return "trace rows found but too short to follow (no grid, layout not recognised)"
         coef, keep = _baseline_curve(tr)
         tracks.append(tr[keep])
         curves.append(coef)
@@ -695,6 +710,8 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
             H = np.linalg.inv(G)
             H = H / H[2, 2]
             pg = _page_raster(ink, H)
+            # a textured page (a screen's pixel grid) has ink everywhere: count what stands above it
+            pg = np.clip(pg - 2.0 * float(np.median(pg)), 0.0, None)
             tot = float(pg.sum()) + 1e-9
             score = float((pg * marks).sum()) / tot
             rms_end = float(np.sqrt(np.mean(r_end ** 2)))
@@ -706,7 +723,7 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
                       f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} code {orientation_of(H)}")
     timings["fit"] = time.perf_counter() - t0
     if not hyps:
-        return _reject(rgb, "trace rows found but their ends could not be placed (no grid)", timings, interpolation)
+        return "trace rows found but their ends could not be placed (no grid)"
 
     def total(hp):
         return hp["score"] - 0.02 * (hp["rms_end"] + hp["rms_base"])
@@ -714,33 +731,86 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
     margin = total(best) - total(hyps[1]) if len(hyps) > 1 else 0.0
-    H = best["H"]
+    return dict(best, margin=margin, s=s)
 
+
+def _confidence(a: dict) -> Tuple[float, List[str]]:
+    conf = 1.0
+    reasons = []
+    if a["n_end"] < 8:
+        conf *= a["n_end"] / 8.0
+        reasons.append(f"only {a['n_end']} of 8 row ends found")
+    if a["rms_end"] > 0.7:  # the row ends (and pulse edges) disagree about time
+        conf *= 0.7 / a["rms_end"]
+        reasons.append(f"row ends off the layout by {a['rms_end']:.2f} mm rms")
+    if a["rms_base"] > 3.0:  # baselines wander with the signal; beyond that the rows are not straight
+        conf *= 3.0 / a["rms_base"]
+        reasons.append(f"baselines off the layout by {a['rms_base']:.2f} mm")
+    if a["margin"] < 0.05:
+        conf *= max(a["margin"], 0.0) / 0.05
+        reasons.append(f"orientation uncertain (margin {a['margin']:.3f})")
+    return conf, reasons
+
+
+def _resized(rgb: np.ndarray, scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(image scaled by `scale` (INTER_AREA), 3x3 map from its pixels to `rgb`'s pixels)."""
+    h, w = rgb.shape[:2]
+    if scale >= 1.0:
+        return rgb, np.eye(3)
+    out = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    sx, sy = out.shape[1] / w, out.shape[0] / h
+    # pixel centres: x = (x' + 0.5) / sx - 0.5
+    return out, np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+
+
+def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR, debug: bool = False) -> Rectification:
+    """Rectify an ECG page printed without a grid (see the module docstring).
+
+    Two passes: the whole image at `WORK_LONG_SIDE`; then, when the page came out smaller than
+    `TARGET_PX_PER_MM` and the original has the pixels, the page alone (plus a margin) cropped
+    from the original at about that resolution."""
+    rgb = as_rgb_uint8(image)
+    timings: Dict[str, float] = {}
+    h0, w0 = rgb.shape[:2]
+    too_small = too_small_reason(rgb, MIN_IMAGE_SIDE)
+    if too_small:
+        return _reject(rgb, too_small, timings, interpolation)
+    work, to_orig = _resized(rgb, WORK_LONG_SIDE / max(h0, w0))
+    a = _analyse(work, timings, debug)
+    if isinstance(a, str):
+        return _reject(rgb, a, timings, interpolation)
+    H = to_orig @ a["H"]
+    conf, reasons = _confidence(a)
+    px_per_mm = a["s"] * to_orig[0, 0]  # page scale in original pixels
+    if a["s"] < 0.8 * TARGET_PX_PER_MM and px_per_mm > a["s"] * 1.2:
+        t0 = time.perf_counter()
+        corners = np.array([[-CROP_MARGIN_MM, -CROP_MARGIN_MM], [PAGE_W_MM + CROP_MARGIN_MM, -CROP_MARGIN_MM],
+                            [PAGE_W_MM + CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM],
+                            [-CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM]])
+        q = _apply_h(H, corners)
+        x0, y0 = (int(np.clip(np.floor(v), 0, n - 1)) for v, n in zip(q.min(axis=0), (w0, h0)))
+        x1, y1 = (int(np.clip(np.ceil(v), 0, n - 1)) + 1 for v, n in zip(q.max(axis=0), (w0, h0)))
+        if x1 - x0 >= MIN_IMAGE_SIDE and y1 - y0 >= MIN_IMAGE_SIDE:
+            scale = min(1.0, TARGET_PX_PER_MM / px_per_mm, MAX_CROP_LONG_SIDE / max(x1 - x0, y1 - y0))
+            crop, crop_to = _resized(np.ascontiguousarray(rgb[y0:y1, x0:x1]), scale)
+            timings["crop"] = time.perf_counter() - t0
+            t2: Dict[str, float] = {}
+            a2 = _analyse(crop, t2, debug)
+            for k, v in t2.items():
+                timings[k + "_2"] = v
+            if not isinstance(a2, str):
+                conf2, reasons2 = _confidence(a2)
+                if conf2 >= 0.8 * conf:
+                    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+                    H, conf, reasons = shift @ crop_to @ a2["H"], conf2, reasons2
+    H = H / H[2, 2]
     # node field in original pixels
     m = NODE_MARGIN
     JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
                          indexing="ij")
     x_mm, y_mm = layout.grid_node_mm(JJ, II)
-    q = _apply_h(H, np.stack([x_mm, y_mm], -1))
-    node_field = np.empty_like(q)
-    node_field[..., 0] = (q[..., 0] + 0.5) / swx - 0.5
-    node_field[..., 1] = (q[..., 1] + 0.5) / swy - 0.5
+    node_field = _apply_h(H, np.stack([x_mm, y_mm], -1))
     code = orientation_of(H)
-
-    conf = 1.0
-    reasons = []
-    if best["n_end"] < 8:
-        conf *= best["n_end"] / 8.0
-        reasons.append(f"only {best['n_end']} of 8 row ends found")
-    if best["rms_end"] > 0.7:  # the row ends (and pulse edges) disagree about time
-        conf *= 0.7 / best["rms_end"]
-        reasons.append(f"row ends off the layout by {best['rms_end']:.2f} mm rms")
-    if best["rms_base"] > 3.0:  # baselines wander with the signal; beyond that the rows are not straight
-        conf *= 3.0 / best["rms_base"]
-        reasons.append(f"baselines off the layout by {best['rms_base']:.2f} mm")
-    if margin < 0.05:
-        conf *= max(margin, 0.0) / 0.05
-        reasons.append(f"orientation uncertain (margin {margin:.3f})")
     reason = "no grid: page geometry from the trace layout" + ("; " + "; ".join(reasons) if reasons else "")
     return build_rectification(rgb, node_field, np.zeros((N_ROWS, N_COLS), bool), code, conf, reason, timings,
                                METHOD, interpolation)
