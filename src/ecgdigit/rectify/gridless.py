@@ -70,8 +70,9 @@ BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the base
 # -------------------------------------------------------------------------------------------------
 # Ink and page
 # -------------------------------------------------------------------------------------------------
-def _ink(gray: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Thin dark strokes relative to the local paper level, float32 0..1 (0 outside `mask`).
+def _ink(gray: np.ndarray, mask: Optional[np.ndarray] = None) -> Tuple[np.ndarray, bool]:
+    """Thin dark strokes relative to the local paper level, float32 0..1 (0 outside `mask`), and
+    whether the page is textured.
 
     A fine texture over the whole page (a photographed screen's pixel grid) would count as ink
     everywhere: when the typical pixel is inky, the grey image is smoothed more and it is redone."""
@@ -86,15 +87,15 @@ def _ink(gray: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
             ink = np.where(mask, ink, 0.0).astype(np.float32)
         inside = ink[::4, ::4] if mask is None else ink[mask][::16]
         if inside.size == 0:
-            return ink
+            return ink, False
         level = float(np.median(inside))
         if best is None and level < TEXTURE_LEVEL:
-            return ink
+            return ink, False
         # textured: keep the smoothing under which the strokes stand out most over the texture
         contrast = float(np.percentile(inside, 99.7)) / max(level, 0.005)
         if best is None or contrast > best[0]:
             best = (contrast, ink)
-    return best[1]
+    return best[1], True
 
 
 def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
@@ -600,7 +601,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
     t0 = time.perf_counter()
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
     mask = _page_mask(work)
-    ink = _ink(gray, mask)
+    ink, textured = _ink(gray, mask)
     long_side = max(ink.shape)
     if float(np.percentile(ink if mask is None else ink[mask], 99.5)) < 0.04:
         return "no ink strokes found (blank page?)"
@@ -643,12 +644,19 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
 
     t0 = time.perf_counter()
     strips = [_row_strip(D, coef, half_band) for coef in curves]
-    levels = []
+    # a short smoothing along the row: the traces are continuous, texture (screen pixels) averages out
+    n_smooth = max(1, int(round(0.8 * s)))
+    if textured and n_smooth > 1:
+        strips = [(offs, ndimage.uniform_filter1d(strip, n_smooth, axis=1)) for offs, strip in strips]
+    levels, texture = [], []
     for (offs, strip), tr in zip(strips, tracks):
-        full = strip.max(axis=0)
-        core = full[int(tr[0, 0]):int(tr[-1, 0]) + 1]
-        levels.append(float(np.percentile(core, 60)) if core.size else 0.0)
-    thr = 0.3 * float(np.median(levels))
+        cols = slice(int(tr[0, 0]), int(tr[-1, 0]) + 1)
+        full = strip[:, cols].max(axis=0)
+        levels.append(float(np.percentile(full, 60)) if full.size else 0.0)
+        # between the rows the band is mostly paper: its column maximum is the texture's level
+        far = np.abs(offs) >= 0.55 * half_band
+        texture.append(float(np.median(strip[far][:, cols].max(axis=0))) if full.size and far.any() else 0.0)
+    thr = max(0.3 * float(np.median(levels)), 2.0 * float(np.median(texture)))
 
     def to_work(xy):
         xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
