@@ -473,6 +473,42 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
     return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=ncc)
 
 
+SEPARATOR_MIN_NCC = 0.45
+SEPARATORS_MIN = 5  # of the 9 a page with separators prints
+
+
+def _find_separator(D: np.ndarray, coef: np.ndarray, x_pred: float, s: float) -> Optional[Tuple[float, float]]:
+    """The 4 mm separator tick near deskewed x `x_pred` on a row: (x, y of its centre) or None."""
+    h, w = D.shape
+    bar = max(1, int(round(0.25 * s)))
+    th, tw = int(round(8.0 * s)) | 1, int(round(3.0 * s)) | 1
+    tmpl = np.zeros((th, tw), np.float32)
+    cy, cx = th // 2, tw // 2
+    half = 2.0 * s
+    tmpl[int(round(cy - half)):int(round(cy + half)) + 1, cx - bar // 2:cx - bar // 2 + bar] = 1.0
+    tmpl = cv2.GaussianBlur(tmpl, (0, 0), 0.7)
+    y_pred = float(np.polyval(coef, x_pred))
+    xa, xb = int(max(0, x_pred - 3.0 * s - tw / 2)), int(min(w, x_pred + 3.0 * s + tw / 2))
+    ya, yb = int(max(0, y_pred - 8.0 * s - th / 2)), int(min(h, y_pred + 8.0 * s + th / 2))
+    win = np.ascontiguousarray(D[ya:yb, xa:xb])
+    if win.shape[0] <= th + 2 or win.shape[1] <= tw + 2 or float(win.max()) <= 0:
+        return None
+    res = cv2.matchTemplate(win, tmpl, cv2.TM_CCOEFF_NORMED)
+    energy = cv2.matchTemplate(win * win, np.ones_like(tmpl), cv2.TM_CCORR)
+    res = np.where(energy > 0.05 * float((tmpl * tmpl).sum()) * float(win.max()) ** 2, res, -1.0)
+    j, i = np.unravel_index(int(np.argmax(res)), res.shape)
+    if res[j, i] < SEPARATOR_MIN_NCC:
+        return None
+
+    def sub(v_m, v_0, v_p):
+        den = v_m - 2 * v_0 + v_p
+        return float(np.clip(0.5 * (v_m - v_p) / den, -0.5, 0.5)) if den < 0 else 0.0
+
+    dj = sub(res[j - 1, i], res[j, i], res[j + 1, i]) if 0 < j < res.shape[0] - 1 else 0.0
+    di = sub(res[j, i - 1], res[j, i], res[j, i + 1]) if 0 < i < res.shape[1] - 1 else 0.0
+    return xa + i + di + cx, ya + j + dj + cy
+
+
 # -------------------------------------------------------------------------------------------------
 # Page model
 # -------------------------------------------------------------------------------------------------
@@ -675,6 +711,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                       for e, coef in zip(ends_all, curves)]
             # the page prints a pulse on every row or on none: a lone match is something else
             n_pulses = sum(p is not None for p in pulses)
+            row_spans = []
             if n_pulses < 3:
                 pulses = [None] * len(pulses)
                 n_pulses = 0
@@ -708,6 +745,31 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                 base_img.extend(to_work(tr[:, :2]))
                 base_y.extend([b_mm] * len(tr))
                 base_w.extend(tr[:, 2])
+                if ends is not None and ends[0] is not None and len(LAYOUT.rows[r]) > 1:
+                    row_spans.append((k, r, ends))
+            # separators: 4 mm ticks centred on the baseline at every segment boundary (all or none)
+            seps = []
+            for k, r, (x_a, x_b) in row_spans:
+                for pl in LAYOUT.rows[r][1:]:
+                    f = pl.t_start / layout.RECORD_SECONDS
+                    found = _find_separator(D, curves[k], x_a + f * (x_b - x_a), s)
+                    if found is not None:
+                        seps.append((found, r, float(layout.seconds_to_mm(pl.t_start))))
+            # a tick whose height (off the row's baseline curve) disagrees with its row's others
+            # was pulled by the trace crossing it
+            keep = []
+            for r in {r for _, r, _ in seps}:
+                mine = [(xy, rr, xm) for xy, rr, xm in seps if rr == r]
+                k_r = [k for k, rr, _ in row_spans if rr == r][0]
+                dev = np.array([xy[1] - np.polyval(curves[k_r], xy[0]) for xy, _, _ in mine])
+                keep += [m for m, dv in zip(mine, dev) if abs(dv - np.median(dev)) <= 1.0 * s]
+            seps = keep
+            n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
+            for (x_d, y_d), r, x_mm in (seps if n_seps else []):
+                end_img.append(to_work([x_d, y_d])[0])
+                end_page.append([x_mm, BASELINES_MM[r]])
+                fix_img.append(to_work([x_d, y_d])[0])
+                fix_y.append(BASELINES_MM[r])
             if len(end_img) < 6:
                 continue
             fit = _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
@@ -724,11 +786,11 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
             score = float((pg * marks).sum()) / tot
             rms_end = float(np.sqrt(np.mean(r_end ** 2)))
             rms_base = float(np.sqrt(np.median(r_base ** 2)))
-            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses,
+            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses - n_seps,
                              flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
             if debug:
                 print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
-                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} code {orientation_of(H)}")
+                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} code {orientation_of(H)}")
     timings["fit"] = time.perf_counter() - t0
     if not hyps:
         return "trace rows found but their ends could not be placed (no grid)"
