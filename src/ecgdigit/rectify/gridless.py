@@ -63,6 +63,7 @@ TARGET_PX_PER_MM = 4.5  # second pass: the page alone at about this resolution
 CROP_MARGIN_MM = 15.0
 MAX_CROP_LONG_SIDE = 2000
 PERSPECTIVE_PRIOR = 1.0 / 0.1  # one residual unit (mm) per 10 % scale change across the page
+FIXED_BASELINE_WEIGHT = 0.15  # baselines' share when exact heights exist (per exact height)
 PERSPECTIVE_GAIN = 0.7  # the homography must cut the affine fit's robust cost to this share
 BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
 
@@ -477,19 +478,18 @@ SEPARATOR_MIN_NCC = 0.45
 SEPARATORS_MIN = 5  # of the 9 a page with separators prints
 
 
-def _find_separator(D: np.ndarray, coef: np.ndarray, x_pred: float, s: float) -> Optional[Tuple[float, float]]:
-    """The 4 mm separator tick near deskewed x `x_pred` on a row: (x, y of its centre) or None."""
+def _find_separator(D: np.ndarray, x_pred: float, y_pred: float, s: float) -> Optional[Tuple[float, float]]:
+    """The 4 mm separator tick expected near deskewed (x_pred, y_pred) (its centre, on the
+    baseline): its centre (x, y), or None. The tick must be a vertical run of 4 mm (+-20 %)."""
     h, w = D.shape
     bar = max(1, int(round(0.25 * s)))
     th, tw = int(round(8.0 * s)) | 1, int(round(3.0 * s)) | 1
     tmpl = np.zeros((th, tw), np.float32)
     cy, cx = th // 2, tw // 2
-    half = 2.0 * s
-    tmpl[int(round(cy - half)):int(round(cy + half)) + 1, cx - bar // 2:cx - bar // 2 + bar] = 1.0
+    tmpl[int(round(cy - 2.0 * s)):int(round(cy + 2.0 * s)) + 1, cx - bar // 2:cx - bar // 2 + bar] = 1.0
     tmpl = cv2.GaussianBlur(tmpl, (0, 0), 0.7)
-    y_pred = float(np.polyval(coef, x_pred))
-    xa, xb = int(max(0, x_pred - 3.0 * s - tw / 2)), int(min(w, x_pred + 3.0 * s + tw / 2))
-    ya, yb = int(max(0, y_pred - 8.0 * s - th / 2)), int(min(h, y_pred + 8.0 * s + th / 2))
+    xa, xb = int(max(0, x_pred - 1.5 * s - tw / 2)), int(min(w, x_pred + 1.5 * s + tw / 2 + 1))
+    ya, yb = int(max(0, y_pred - 2.5 * s - th / 2)), int(min(h, y_pred + 2.5 * s + th / 2 + 1))
     win = np.ascontiguousarray(D[ya:yb, xa:xb])
     if win.shape[0] <= th + 2 or win.shape[1] <= tw + 2 or float(win.max()) <= 0:
         return None
@@ -499,14 +499,35 @@ def _find_separator(D: np.ndarray, coef: np.ndarray, x_pred: float, s: float) ->
     j, i = np.unravel_index(int(np.argmax(res)), res.shape)
     if res[j, i] < SEPARATOR_MIN_NCC:
         return None
-
-    def sub(v_m, v_0, v_p):
-        den = v_m - 2 * v_0 + v_p
-        return float(np.clip(0.5 * (v_m - v_p) / den, -0.5, 0.5)) if den < 0 else 0.0
-
-    dj = sub(res[j - 1, i], res[j, i], res[j + 1, i]) if 0 < j < res.shape[0] - 1 else 0.0
-    di = sub(res[j, i - 1], res[j, i], res[j, i + 1]) if 0 < i < res.shape[1] - 1 else 0.0
-    return xa + i + di + cx, ya + j + dj + cy
+    x0, y0 = xa + i + cx, ya + j + cy
+    # x: peak of the column profile over the tick's middle; y: middle of the vertical ink run
+    rows = slice(int(round(y0 - 1.2 * s)), int(round(y0 + 1.2 * s)) + 1)
+    c0 = int(round(x0))
+    if c0 - 2 < 0 or c0 + 3 > w:
+        return None
+    prof = D[rows, c0 - 2:c0 + 3].mean(axis=0)
+    k = int(np.argmax(prof))
+    x = float(c0 - 2 + k)
+    if 0 < k < 4:
+        den = prof[k - 1] - 2 * prof[k] + prof[k + 1]
+        x += float(np.clip(0.5 * (prof[k - 1] - prof[k + 1]) / den, -0.5, 0.5)) if den < 0 else 0.0
+    ci = int(round(x))
+    ys = np.arange(int(max(0, y0 - 4.0 * s)), int(min(h, y0 + 4.0 * s)) + 1)
+    col = D[ys, max(0, ci - 1):ci + 2].max(axis=1)
+    half = 0.5 * float(col[np.abs(ys - y0) <= 1.0 * s].max())
+    on = col >= half
+    c = int(np.argmin(np.abs(ys - y0)))
+    if not on[c]:
+        return None
+    top, bot = c, c
+    while top > 0 and on[top - 1]:
+        top -= 1
+    while bot < len(on) - 1 and on[bot + 1]:
+        bot += 1
+    length = (bot - top + 1)
+    if not 3.2 * s <= length <= 4.8 * s:
+        return None
+    return x, float(ys[top] + ys[bot]) / 2.0
 
 
 # -------------------------------------------------------------------------------------------------
@@ -539,10 +560,10 @@ def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np
     ay = np.linalg.lstsq(B, base_y, rcond=None)[0]
     G0 = np.array([ax, ay, [0.0, 0.0, 1.0]])
     # the baselines (the traces' isoelectric level, which wanders) count as much as the row ends
-    # together, or a third of that when calibration pulses give exact heights
+    # together; much less when pulses or separators give exact heights
     wb = np.sqrt(base_w / max(base_w.mean(), 1e-9)) * np.sqrt(len(end_img) / max(len(base_img), 1))
     if len(f_n):
-        wb = wb * np.sqrt(1.0 / 3.0)
+        wb = wb * np.sqrt(min(1.0, FIXED_BASELINE_WEIGHT * len(e_n) / len(f_n)))
     span = np.ptp(np.concatenate([e_n, b_n]), axis=0)
 
     def res(p, perspective: bool):
@@ -711,7 +732,6 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                       for e, coef in zip(ends_all, curves)]
             # the page prints a pulse on every row or on none: a lone match is something else
             n_pulses = sum(p is not None for p in pulses)
-            row_spans = []
             if n_pulses < 3:
                 pulses = [None] * len(pulses)
                 n_pulses = 0
@@ -745,37 +765,37 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                 base_img.extend(to_work(tr[:, :2]))
                 base_y.extend([b_mm] * len(tr))
                 base_w.extend(tr[:, 2])
-                if ends is not None and ends[0] is not None and len(LAYOUT.rows[r]) > 1:
-                    row_spans.append((k, r, ends))
-            # separators: 4 mm ticks centred on the baseline at every segment boundary (all or none)
-            seps = []
-            for k, r, (x_a, x_b) in row_spans:
-                for pl in LAYOUT.rows[r][1:]:
-                    f = pl.t_start / layout.RECORD_SECONDS
-                    found = _find_separator(D, curves[k], x_a + f * (x_b - x_a), s)
-                    if found is not None:
-                        seps.append((found, r, float(layout.seconds_to_mm(pl.t_start))))
-            # a tick whose height (off the row's baseline curve) disagrees with its row's others
-            # was pulled by the trace crossing it
-            keep = []
-            for r in {r for _, r, _ in seps}:
-                mine = [(xy, rr, xm) for xy, rr, xm in seps if rr == r]
-                k_r = [k for k, rr, _ in row_spans if rr == r][0]
-                dev = np.array([xy[1] - np.polyval(curves[k_r], xy[0]) for xy, _, _ in mine])
-                keep += [m for m, dv in zip(mine, dev) if abs(dv - np.median(dev)) <= 1.0 * s]
-            seps = keep
-            n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
-            for (x_d, y_d), r, x_mm in (seps if n_seps else []):
-                end_img.append(to_work([x_d, y_d])[0])
-                end_page.append([x_mm, BASELINES_MM[r]])
-                fix_img.append(to_work([x_d, y_d])[0])
-                fix_y.append(BASELINES_MM[r])
             if len(end_img) < 6:
                 continue
-            fit = _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
-                                       np.array(base_w), long_side, np.array(fix_img).reshape(-1, 2), np.array(fix_y))
+
+            def fit_now():
+                return _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img),
+                                            np.array(base_y), np.array(base_w), long_side,
+                                            np.array(fix_img).reshape(-1, 2), np.array(fix_y))
+
+            fit = fit_now()
             if fit is None:
                 continue
+            # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
+            # none), looked for where the fit so far puts them
+            H0 = np.linalg.inv(fit[0])
+            seps = []
+            for r in range(len(LAYOUT.rows)):
+                for pl in LAYOUT.rows[r][1:]:
+                    x_mm = float(layout.seconds_to_mm(pl.t_start))
+                    p_work = _apply_h(H0, np.array([[x_mm, BASELINES_MM[r]]]))[0]
+                    p_desk = M[:, :2] @ p_work + M[:, 2]
+                    found = _find_separator(D, p_desk[0], p_desk[1], s)
+                    if found is not None:
+                        seps.append((found, r, x_mm))
+            n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
+            if n_seps:
+                for (x_d, y_d), r, x_mm in seps:
+                    end_img.append(to_work([x_d, y_d])[0])
+                    end_page.append([x_mm, BASELINES_MM[r]])
+                    fix_img.append(to_work([x_d, y_d])[0])
+                    fix_y.append(BASELINES_MM[r])
+                fit = fit_now() or fit
             G, r_end, r_base = fit
             H = np.linalg.inv(G)
             H = H / H[2, 2]
