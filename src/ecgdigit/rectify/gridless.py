@@ -32,12 +32,13 @@ plausibility of the homography (near-isotropic scale). Pages without four trace 
 """
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage, optimize, signal
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
@@ -54,6 +55,8 @@ X_T0_MM = float(layout.seconds_to_mm(0.0))
 X_T10_MM = float(layout.seconds_to_mm(layout.RECORD_SECONDS))
 PAGE_W_MM = layout.LETTER.width_mm
 PAGE_H_MM = layout.LETTER.height_mm
+ROW_CANDIDATES = 3  # row sets read in full (the best reading of all wins)
+ROW_GAP_TOLERANCE = 0.08  # relative error of a row gap (perspective, wander) that halves a match
 TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
@@ -211,6 +214,36 @@ def _coarse_rows(prof: np.ndarray, long_side: int) -> Optional[Tuple[np.ndarray,
     if best is None:
         return None
     return best[1], best[2], best[0]
+
+
+def _row_peaks(prof: np.ndarray, long_side: int) -> List[Tuple[np.ndarray, float, float]]:
+    """Sets of four peaks of the across-row profile spaced like the layout's baselines (either
+    way up), best first: (positions ascending, px/mm, score). The four trace rows are the strongest long horizontal
+    ink; header lines, a speed line or a page border are single peaks that break the spacing."""
+    pk = signal.find_peaks(prof, prominence=0.05 * float(prof.max()))[0]
+    if len(pk) < 4:
+        return []
+    pk = pk[np.argsort(prof[pk])[::-1][:16]]  # the strongest few
+    pk = np.sort(pk)
+    gaps_mm = np.diff(BASELINES_MM)
+    s_lo = PAGE_FRACTION_RANGE[0] * long_side / PAGE_W_MM
+    s_hi = PAGE_FRACTION_RANGE[1] * long_side / PAGE_W_MM
+    top = float(prof[pk].max())
+    found = []
+    for combo in itertools.combinations(range(len(pk)), 4):
+        y = pk[list(combo)].astype(np.float64)
+        g = np.diff(y)
+        for pattern in (gaps_mm, gaps_mm[::-1]):
+            s = float(g.sum() / pattern.sum())
+            if not s_lo <= s <= s_hi:
+                continue
+            err = np.abs(g / s - pattern) / pattern
+            fit = float(np.exp(-0.5 * np.sum((err / ROW_GAP_TOLERANCE) ** 2)))
+            score = fit * float(prof[y.astype(int)].sum()) / (4 * top)
+            if score >= 0.05:
+                found.append((score, y, s))
+    found.sort(key=lambda c: -c[0])
+    return [(y, s, score) for score, y, s in found[:ROW_CANDIDATES]]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -674,154 +707,171 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
     L = max(3, int(round(long_side / HLINE_FRACTION)))
     Dh = cv2.morphologyEx(D, cv2.MORPH_OPEN, np.ones((1, L), np.uint8))
     prof = ndimage.gaussian_filter1d(Dh.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
-    coarse = _coarse_rows(prof, long_side)
+    candidates = _row_peaks(ndimage.gaussian_filter1d(prof, max(1.0, long_side / 250)), long_side)
+    template = _coarse_rows(prof, long_side)
+    if template is not None:
+        candidates.append(template)
     timings["rows"] = time.perf_counter() - t0
-    if coarse is None:
+    if not candidates:
         return "no ECG trace rows found (no grid, and no 4-row layout)"
-    rows_y, s, ncc = coarse
-    if debug:
-        print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} ncc {ncc:.3f}")
 
-    t0 = time.perf_counter()
-    gaps = np.diff(rows_y)
-    half_band = 0.45 * float(gaps.min())
-    tracks, curves = [], []
-    # start each row where the ink along it is densest (the page's middle)
-    for y0 in rows_y:
-        ya, yb = int(max(0, y0 - half_band)), int(min(D.shape[0], y0 + half_band))
-        colsum = ndimage.uniform_filter1d(Dh[ya:yb].sum(axis=0), max(3, int(40 * s)))
-        xc = float(np.argmax(colsum))
-        tr = _track_row(Dh, y0, s, half_band, xc)
-        if len(tr) < 8:
-            return "trace rows found but too short to follow (no grid, layout not recognised)"
-        coef, keep = _baseline_curve(tr)
-        tracks.append(tr[keep])
-        curves.append(coef)
-    timings["track"] = time.perf_counter() - t0
+    def read_rows(rows_y, s):
+        """Every reading (4 hypotheses) of one set of coarse rows, or why there is none."""
+        t0 = time.perf_counter()
+        gaps = np.diff(rows_y)
+        half_band = 0.45 * float(gaps.min())
+        tracks, curves = [], []
+        # start each row where the ink along it is densest (the page's middle)
+        for y0 in rows_y:
+            ya, yb = int(max(0, y0 - half_band)), int(min(D.shape[0], y0 + half_band))
+            colsum = ndimage.uniform_filter1d(Dh[ya:yb].sum(axis=0), max(3, int(40 * s)))
+            xc = float(np.argmax(colsum))
+            tr = _track_row(Dh, y0, s, half_band, xc)
+            if len(tr) < 8:
+                return "trace rows found but too short to follow (no grid, layout not recognised)"
+            coef, keep = _baseline_curve(tr)
+            tracks.append(tr[keep])
+            curves.append(coef)
+        timings["track"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    strips = [_row_strip(D, coef, half_band) for coef in curves]
-    # a short smoothing along the row: the traces are continuous, texture (screen pixels) averages out
-    n_smooth = max(1, int(round(0.8 * s)))
-    if textured and n_smooth > 1:
-        strips = [(offs, ndimage.uniform_filter1d(strip, n_smooth, axis=1)) for offs, strip in strips]
-    levels, texture = [], []
-    for (offs, strip), tr in zip(strips, tracks):
-        cols = slice(int(tr[0, 0]), int(tr[-1, 0]) + 1)
-        full = strip[:, cols].max(axis=0)
-        levels.append(float(np.percentile(full, 60)) if full.size else 0.0)
-        # between the rows the band is mostly paper: its column maximum is the texture's level
-        far = np.abs(offs) >= 0.55 * half_band
-        texture.append(float(np.median(strip[far][:, cols].max(axis=0))) if full.size and far.any() else 0.0)
-    thr = max(0.3 * float(np.median(levels)), 2.0 * float(np.median(texture)))
+        t0 = time.perf_counter()
+        strips = [_row_strip(D, coef, half_band) for coef in curves]
+        # a short smoothing along the row: the traces are continuous, texture (screen pixels) averages out
+        n_smooth = max(1, int(round(0.8 * s)))
+        if textured and n_smooth > 1:
+            strips = [(offs, ndimage.uniform_filter1d(strip, n_smooth, axis=1)) for offs, strip in strips]
+        levels, texture = [], []
+        for (offs, strip), tr in zip(strips, tracks):
+            cols = slice(int(tr[0, 0]), int(tr[-1, 0]) + 1)
+            full = strip[:, cols].max(axis=0)
+            levels.append(float(np.percentile(full, 60)) if full.size else 0.0)
+            # between the rows the band is mostly paper: its column maximum is the texture's level
+            far = np.abs(offs) >= 0.55 * half_band
+            texture.append(float(np.median(strip[far][:, cols].max(axis=0))) if full.size and far.any() else 0.0)
+        thr = max(0.3 * float(np.median(levels)), 2.0 * float(np.median(texture)))
 
-    def to_work(xy):
-        xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
-        return xy @ Minv[:, :2].T + Minv[:, 2]
+        def to_work(xy):
+            xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+            return xy @ Minv[:, :2].T + Minv[:, 2]
 
-    hyps = []
-    marks = _marks_template()
-    for flip_y in (False, True):
-        for t0_left in (True, False):
-            up_sign = -1 if not flip_y else 1
-            order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
-            end_img, end_page, base_img, base_y, base_w, fix_img, fix_y = [], [], [], [], [], [], []
-            centres = [int(round(np.median(tr[:, 0]))) for tr in tracks]
-            ends_all = [_row_ends(offs, strip, c, s, up_sign, t0_left, thr) for (offs, strip), c in zip(strips, centres)]
-            pulses = [None if e is None else _find_pulse(D, coef, e[0], s, up_sign, t0_left)
-                      for e, coef in zip(ends_all, curves)]
-            # the page prints a pulse on every row or on none: a lone match is something else
-            n_pulses = sum(p is not None for p in pulses)
-            if n_pulses < 3:
-                pulses = [None] * len(pulses)
-                n_pulses = 0
-            for k, ((offs, strip), tr) in enumerate(zip(strips, tracks)):
-                r = order[k]
-                b_mm = BASELINES_MM[r]
-                ends, pulse = ends_all[k], pulses[k]
-                if pulse is not None:
-                    d = 1 if t0_left else -1
-                    ends = _row_ends(offs, strip, centres[k], s, up_sign, t0_left, thr,
-                                     cut=pulse["x_fall"] + d * 1.0 * s)
-                    y_mid = 0.5 * (pulse["y_top"] + pulse["y_foot"])
-                    for x_d, x_mm in ((pulse["x_rise"], X_T0_MM - 7.5), (pulse["x_fall"], X_T0_MM - 2.5)):
-                        end_img.append(to_work([x_d, y_mid])[0])
-                        end_page.append([x_mm, b_mm])
-                    for f in (0.25, 0.5, 0.75):
-                        x_d = pulse["x_rise"] + f * (pulse["x_fall"] - pulse["x_rise"])
-                        fix_img.append(to_work([x_d, pulse["y_top"]])[0])
-                        fix_y.append(b_mm - layout.GAIN_MM_PER_MV)
-                    fix_img.append(to_work([pulse["x_rise"] - d * 1.2 * s, pulse["y_foot"]])[0])
-                    fix_y.append(b_mm)
-                if ends is not None:
-                    if n_pulses and pulse is None:  # this row's 0 s end may be its (unseen) pulse's start
-                        ends = (None, ends[1])
-                    for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
-                        if x_d is None:
-                            continue
-                        y_d = float(np.polyval(curves[k], x_d))
+        hyps = []
+        marks = _marks_template()
+        for flip_y in (False, True):
+            for t0_left in (True, False):
+                up_sign = -1 if not flip_y else 1
+                order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
+                end_img, end_page, base_img, base_y, base_w, fix_img, fix_y = [], [], [], [], [], [], []
+                centres = [int(round(np.median(tr[:, 0]))) for tr in tracks]
+                ends_all = [_row_ends(offs, strip, c, s, up_sign, t0_left, thr) for (offs, strip), c in zip(strips, centres)]
+                pulses = [None if e is None else _find_pulse(D, coef, e[0], s, up_sign, t0_left)
+                          for e, coef in zip(ends_all, curves)]
+                # the page prints a pulse on every row or on none: a lone match is something else
+                n_pulses = sum(p is not None for p in pulses)
+                if n_pulses < 3:
+                    pulses = [None] * len(pulses)
+                    n_pulses = 0
+                for k, ((offs, strip), tr) in enumerate(zip(strips, tracks)):
+                    r = order[k]
+                    b_mm = BASELINES_MM[r]
+                    ends, pulse = ends_all[k], pulses[k]
+                    if pulse is not None:
+                        d = 1 if t0_left else -1
+                        ends = _row_ends(offs, strip, centres[k], s, up_sign, t0_left, thr,
+                                         cut=pulse["x_fall"] + d * 1.0 * s)
+                        y_mid = 0.5 * (pulse["y_top"] + pulse["y_foot"])
+                        for x_d, x_mm in ((pulse["x_rise"], X_T0_MM - 7.5), (pulse["x_fall"], X_T0_MM - 2.5)):
+                            end_img.append(to_work([x_d, y_mid])[0])
+                            end_page.append([x_mm, b_mm])
+                        for f in (0.25, 0.5, 0.75):
+                            x_d = pulse["x_rise"] + f * (pulse["x_fall"] - pulse["x_rise"])
+                            fix_img.append(to_work([x_d, pulse["y_top"]])[0])
+                            fix_y.append(b_mm - layout.GAIN_MM_PER_MV)
+                        fix_img.append(to_work([pulse["x_rise"] - d * 1.2 * s, pulse["y_foot"]])[0])
+                        fix_y.append(b_mm)
+                    if ends is not None:
+                        if n_pulses and pulse is None:  # this row's 0 s end may be its (unseen) pulse's start
+                            ends = (None, ends[1])
+                        for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
+                            if x_d is None:
+                                continue
+                            y_d = float(np.polyval(curves[k], x_d))
+                            end_img.append(to_work([x_d, y_d])[0])
+                            end_page.append([x_mm, b_mm])
+                    base_img.extend(to_work(tr[:, :2]))
+                    base_y.extend([b_mm] * len(tr))
+                    base_w.extend(tr[:, 2])
+                if len(end_img) < 6:
+                    continue
+
+                def fit_now():
+                    return _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img),
+                                                np.array(base_y), np.array(base_w), long_side,
+                                                np.array(fix_img).reshape(-1, 2), np.array(fix_y))
+
+                fit = fit_now()
+                if fit is None:
+                    continue
+                # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
+                # none), looked for where the fit so far puts them
+                H0 = np.linalg.inv(fit[0])
+                seps = []
+                for r in range(len(LAYOUT.rows)):
+                    for pl in LAYOUT.rows[r][1:]:
+                        x_mm = float(layout.seconds_to_mm(pl.t_start))
+                        p_work = _apply_h(H0, np.array([[x_mm, BASELINES_MM[r]]]))[0]
+                        p_desk = M[:, :2] @ p_work + M[:, 2]
+                        found = _find_separator(D, p_desk[0], p_desk[1], s)
+                        if found is not None:
+                            seps.append((found, r, x_mm))
+                n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
+                if n_seps:
+                    for (x_d, y_d), r, x_mm in seps:
                         end_img.append(to_work([x_d, y_d])[0])
-                        end_page.append([x_mm, b_mm])
-                base_img.extend(to_work(tr[:, :2]))
-                base_y.extend([b_mm] * len(tr))
-                base_w.extend(tr[:, 2])
-            if len(end_img) < 6:
-                continue
+                        end_page.append([x_mm, BASELINES_MM[r]])
+                        fix_img.append(to_work([x_d, y_d])[0])
+                        fix_y.append(BASELINES_MM[r])
+                    fit = fit_now() or fit
+                G, r_end, r_base = fit
+                H = np.linalg.inv(G)
+                H = H / H[2, 2]
+                pg = _page_raster(ink, H)
+                # a textured page (a screen's pixel grid) has ink everywhere: count what stands above it
+                pg = np.clip(pg - 2.0 * float(np.median(pg)), 0.0, None)
+                tot = float(pg.sum()) + 1e-9
+                score = float((pg * marks).sum()) / tot
+                rms_end = float(np.sqrt(np.mean(r_end ** 2)))
+                rms_base = float(np.sqrt(np.median(r_base ** 2)))
+                hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses - n_seps,
+                                 flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
+                if debug:
+                    print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
+                          f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} code {orientation_of(H)}")
+        timings["fit"] = time.perf_counter() - t0
+        for hp in hyps:
+            hp["s"] = s
+        return hyps
 
-            def fit_now():
-                return _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img),
-                                            np.array(base_y), np.array(base_w), long_side,
-                                            np.array(fix_img).reshape(-1, 2), np.array(fix_y))
-
-            fit = fit_now()
-            if fit is None:
-                continue
-            # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
-            # none), looked for where the fit so far puts them
-            H0 = np.linalg.inv(fit[0])
-            seps = []
-            for r in range(len(LAYOUT.rows)):
-                for pl in LAYOUT.rows[r][1:]:
-                    x_mm = float(layout.seconds_to_mm(pl.t_start))
-                    p_work = _apply_h(H0, np.array([[x_mm, BASELINES_MM[r]]]))[0]
-                    p_desk = M[:, :2] @ p_work + M[:, 2]
-                    found = _find_separator(D, p_desk[0], p_desk[1], s)
-                    if found is not None:
-                        seps.append((found, r, x_mm))
-            n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
-            if n_seps:
-                for (x_d, y_d), r, x_mm in seps:
-                    end_img.append(to_work([x_d, y_d])[0])
-                    end_page.append([x_mm, BASELINES_MM[r]])
-                    fix_img.append(to_work([x_d, y_d])[0])
-                    fix_y.append(BASELINES_MM[r])
-                fit = fit_now() or fit
-            G, r_end, r_base = fit
-            H = np.linalg.inv(G)
-            H = H / H[2, 2]
-            pg = _page_raster(ink, H)
-            # a textured page (a screen's pixel grid) has ink everywhere: count what stands above it
-            pg = np.clip(pg - 2.0 * float(np.median(pg)), 0.0, None)
-            tot = float(pg.sum()) + 1e-9
-            score = float((pg * marks).sum()) / tot
-            rms_end = float(np.sqrt(np.mean(r_end ** 2)))
-            rms_base = float(np.sqrt(np.median(r_base ** 2)))
-            hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses - n_seps,
-                             flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
-            if debug:
-                print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
-                      f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} code {orientation_of(H)}")
-    timings["fit"] = time.perf_counter() - t0
+    hyps, reason = [], ""
+    for rows_y, s, quality in candidates:
+        if debug:
+            print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} quality {quality:.3f}")
+        got = read_rows(rows_y, s)
+        if isinstance(got, str):
+            reason = reason or got
+        else:
+            hyps += got
     if not hyps:
-        return "trace rows found but their ends could not be placed (no grid)"
+        return reason or "trace rows found but their ends could not be placed (no grid)"
 
     def total(hp):
         return hp["score"] - 0.02 * (hp["rms_end"] + hp["rms_base"])
 
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
-    margin = total(best) - total(hyps[1]) if len(hyps) > 1 else 0.0
-    return dict(best, margin=margin, s=s)
+    code = orientation_of(best["H"])
+    others = [total(hp) for hp in hyps[1:] if orientation_of(hp["H"]) != code]
+    margin = total(best) - max(others) if others else 0.0
+    return dict(best, margin=margin)
 
 
 def _confidence(a: dict) -> Tuple[float, List[str]]:
