@@ -144,27 +144,37 @@ def _rotation(angle_deg: float, shape: Tuple[int, int]) -> Tuple[np.ndarray, Tup
     return M, (W, H)
 
 
-def _row_angle(ink: np.ndarray) -> Tuple[float, float]:
-    """(angle in degrees of the rows in image coordinates, sharpness ratio best / across)."""
+def _row_angle(ink: np.ndarray) -> List[Tuple[float, float]]:
+    """Candidate row directions (degrees, image coordinates) with their sharpness relative to the
+    best: the sharpest projection and the sharpest one roughly across it."""
     h, w = ink.shape
     s = ANGLE_LONG_SIDE / max(h, w)
     small = cv2.resize(ink, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     sig = max(1.0, ANGLE_LONG_SIDE / 250)
+    opener = np.ones((1, max(3, int(round(ANGLE_LONG_SIDE / 70)))), np.uint8)  # about 4 mm of page
 
     def sharpness(angle: float) -> float:
         M, size = _rotation(angle, small.shape)
         rot = cv2.warpAffine(small, M, size, flags=cv2.INTER_LINEAR)
+        # only what runs along the candidate direction: tall QRS spikes (steep strokes) are
+        # lines too, across the rows
+        rot = cv2.morphologyEx(rot, cv2.MORPH_OPEN, opener)
         prof = ndimage.gaussian_filter1d(rot.sum(axis=1).astype(np.float64), sig)
         return float(np.sum(np.diff(prof) ** 2))
 
     coarse = np.arange(0.0, 180.0, 2.0)
     vals = np.array([sharpness(a) for a in coarse])
-    best = float(coarse[int(np.argmax(vals))])
-    fine = best + np.arange(-2.0, 2.01, 0.5)
-    fvals = np.array([sharpness(a) for a in fine])
-    angle = float(fine[int(np.argmax(fvals))])
-    across = sharpness(angle + 90.0)
-    return angle % 180.0, float(fvals.max() / max(across, 1e-12))
+    out = []
+    # the best direction, and the best one roughly across it: with tall QRS complexes printed at
+    # the same times in every row, the columns of spikes can be sharper than the rows
+    k0 = int(np.argmax(vals))
+    across = np.abs(((coarse - coarse[k0]) + 90.0) % 180.0 - 90.0) >= 60.0
+    k1 = int(np.flatnonzero(across)[np.argmax(vals[across])])
+    for k in (k0, k1):
+        fine = coarse[k] + np.arange(-2.0, 2.01, 0.5)
+        fvals = np.array([sharpness(a) for a in fine])
+        out.append((float(fine[int(np.argmax(fvals))]) % 180.0, float(fvals.max() / max(vals.max(), 1e-12))))
+    return out
 
 
 def _row_template_mm(step_mm: float) -> np.ndarray:
@@ -563,6 +573,22 @@ def _find_separator(D: np.ndarray, x_pred: float, y_pred: float, s: float) -> Op
     return x, float(ys[top] + ys[bot]) / 2.0
 
 
+def _off_line(pts, tol: float):
+    """Of points (x, y, ...) that should lie on one near-vertical line (deskewed frame), those
+    more than `tol` px in x off the line through the others."""
+    if len(pts) < 3:
+        return []
+    xy = np.array([(p[0], p[1]) for p in pts])
+    bad = []
+    for k in range(len(pts)):
+        rest = np.delete(xy, k, axis=0)
+        coef = np.polyfit(rest[:, 1], rest[:, 0], 1 if len(rest) >= 3 else 0)
+        worst = np.max(np.abs(np.polyval(coef, rest[:, 1]) - rest[:, 0]))
+        if abs(np.polyval(coef, xy[k, 1]) - xy[k, 0]) > tol and worst <= tol:
+            bad.append(pts[k])
+    return bad
+
+
 # -------------------------------------------------------------------------------------------------
 # Page model
 # -------------------------------------------------------------------------------------------------
@@ -698,24 +724,27 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
     timings["ink"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    angle, sharp = _row_angle(ink)
-    M, size = _rotation(angle, ink.shape)
-    D = cv2.warpAffine(ink, M, size, flags=cv2.INTER_LINEAR)
-    Minv = cv2.invertAffineTransform(M)
-    # flat stretches of the traces (the isoelectric line) survive a short horizontal opening; the
-    # lead labels and header text, made of short strokes, mostly do not
-    L = max(3, int(round(long_side / HLINE_FRACTION)))
-    Dh = cv2.morphologyEx(D, cv2.MORPH_OPEN, np.ones((1, L), np.uint8))
-    prof = ndimage.gaussian_filter1d(Dh.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
-    candidates = _row_peaks(ndimage.gaussian_filter1d(prof, max(1.0, long_side / 250)), long_side)
-    template = _coarse_rows(prof, long_side)
-    if template is not None:
-        candidates.append(template)
+    angles = _row_angle(ink)
+    views = []  # per candidate direction: (angle, M, Minv, D, Dh, row candidates)
+    for angle, sharp in angles:
+        M, size = _rotation(angle, ink.shape)
+        D = cv2.warpAffine(ink, M, size, flags=cv2.INTER_LINEAR)
+        Minv = cv2.invertAffineTransform(M)
+        # flat stretches of the traces (the isoelectric line) survive a short horizontal opening; the
+        # lead labels and header text, made of short strokes, mostly do not
+        L = max(3, int(round(long_side / HLINE_FRACTION)))
+        Dh = cv2.morphologyEx(D, cv2.MORPH_OPEN, np.ones((1, L), np.uint8))
+        prof = ndimage.gaussian_filter1d(Dh.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
+        candidates = _row_peaks(ndimage.gaussian_filter1d(prof, max(1.0, long_side / 250)), long_side)
+        template = _coarse_rows(prof, long_side)
+        if template is not None and not any(np.abs(c[0] - template[0]).max() < 0.01 * long_side for c in candidates):
+            candidates.append(template)
+        views.append((angle, sharp, M, Minv, D, Dh, candidates))
     timings["rows"] = time.perf_counter() - t0
-    if not candidates:
+    if not any(v[-1] for v in views):
         return "no ECG trace rows found (no grid, and no 4-row layout)"
 
-    def read_rows(rows_y, s):
+    def read_rows(rows_y, s, M, Minv, D, Dh):
         """Every reading (4 hypotheses) of one set of coarse rows, or why there is none."""
         t0 = time.perf_counter()
         gaps = np.diff(rows_y)
@@ -767,6 +796,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                           for e, coef in zip(ends_all, curves)]
                 # the page prints a pulse on every row or on none: a lone match is something else
                 n_pulses = sum(p is not None for p in pulses)
+                row_ends = []
                 if n_pulses < 3:
                     pulses = [None] * len(pulses)
                     n_pulses = 0
@@ -792,14 +822,21 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                         if n_pulses and pulse is None:  # this row's 0 s end may be its (unseen) pulse's start
                             ends = (None, ends[1])
                         for x_d, x_mm in zip(ends, (X_T0_MM, X_T10_MM)):
-                            if x_d is None:
-                                continue
-                            y_d = float(np.polyval(curves[k], x_d))
-                            end_img.append(to_work([x_d, y_d])[0])
-                            end_page.append([x_mm, b_mm])
+                            if x_d is not None:
+                                row_ends.append((x_d, float(np.polyval(curves[k], x_d)), x_mm, b_mm))
                     base_img.extend(to_work(tr[:, :2]))
                     base_y.extend([b_mm] * len(tr))
                     base_w.extend(tr[:, 2])
+                # the 0 s ends of the rows lie on one straight line (a line stays straight under
+                # perspective), and so do the 10 s ends: an end off the line through the others
+                # ran into something else (mould, a stain, a fold)
+                for x_mm in (X_T0_MM, X_T10_MM):
+                    pts = [e for e in row_ends if e[2] == x_mm]
+                    for e in _off_line(pts, 2.0 * s):
+                        row_ends.remove(e)
+                for x_d, y_d, x_mm, b_mm in row_ends:
+                    end_img.append(to_work([x_d, y_d])[0])
+                    end_page.append([x_mm, b_mm])
                 if len(end_img) < 6:
                     continue
 
@@ -852,14 +889,15 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
         return hyps
 
     hyps, reason = [], ""
-    for rows_y, s, quality in candidates:
-        if debug:
-            print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} quality {quality:.3f}")
-        got = read_rows(rows_y, s)
-        if isinstance(got, str):
-            reason = reason or got
-        else:
-            hyps += got
+    for angle, sharp, M, Minv, D, Dh, candidates in views:
+        for rows_y, s, quality in candidates:
+            if debug:
+                print(f"angle {angle:.1f} sharp {sharp:.2f} rows {np.round(rows_y, 1)} s {s:.2f} quality {quality:.3f}")
+            got = read_rows(rows_y, s, M, Minv, D, Dh)
+            if isinstance(got, str):
+                reason = reason or got
+            else:
+                hyps += got
     if not hyps:
         return reason or "trace rows found but their ends could not be placed (no grid)"
 
