@@ -36,6 +36,9 @@ from ecgdigit.synth.sample import make_sample, record_rng
 from ecgdigit.synth.writer import plotted_segments
 from ecgdigit.train.stage01 import node_errors_mm
 
+# large-grid nodes of the trace area: 10 mm above the first baseline to 10 mm below the last, 0..10 s
+TRACE_ROWS_J = (15, 41)
+TRACE_COLS_I = (3, 53)
 ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
 
 
@@ -87,8 +90,11 @@ def main():
         r = rectify_gridless(image)
         sec = time.perf_counter() - t0
         err = node_errors_mm(r.nodes, smp.grid_nodes, image.shape[1], image.shape[0])
-        rec = dict(orient_ok=r.orientation == smp.orientation, err=err, rejected=r.rejected, conf=r.confidence,
-                   seconds=sec)
+        # the nodes of the trace area (rows' bands, 0..10 s): the ones the digitised signals depend on
+        sub = (slice(TRACE_ROWS_J[0], TRACE_ROWS_J[1] + 1), slice(TRACE_COLS_I[0], TRACE_COLS_I[1] + 1))
+        err_rows = node_errors_mm(r.nodes[sub], smp.grid_nodes[sub], image.shape[1], image.shape[0])
+        rec = dict(orient_ok=r.orientation == smp.orientation, err=err, err_rows=err_rows, rejected=r.rejected,
+                   conf=r.confidence, seconds=sec)
         if r.orientation != smp.orientation or (not r.rejected and err.mean() > 2.0):
             tqdm.write(f"  {t} #{k}: orientation {smp.orientation} -> {r.orientation}, mean err {err.mean():.2f} mm, "
                        f"conf {r.confidence:.2f} {r.reason}")
@@ -111,7 +117,7 @@ def main():
         rows[t].append(rec)
 
     print(f"\ngridless pages, seed {args.seed}, {args.records} records per type")
-    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'p95 mm':>8} {'reject%':>8} {'conf':>5} {'s/img':>6}"
+    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'p95 mm':>8} {'rows mm':>8} {'reject%':>8} {'conf':>5} {'s/img':>6}"
            + ("" if digitizer is None else f" {'gridless%':>9} {'flat%':>6} {'dB':>7}")
            + (f" {'dB old':>7}" if args.compare else ""))
     print(hdr)
@@ -120,7 +126,10 @@ def main():
     for t, recs in rows.items():
         ok = np.mean([r["orient_ok"] for r in recs]) * 100
         errs = np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
+        errs_rows = np.concatenate([r["err_rows"] for r in recs if r["orient_ok"] and not r["rejected"]]
+                                   or [np.array([np.nan])])
         line = (f"{t:>6} {len(recs):3d} {ok:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} "
+                f"{np.nanmean(errs_rows):8.3f} "
                 f"{np.mean([r['rejected'] for r in recs]) * 100:8.1f} {np.mean([r['conf'] for r in recs]):5.2f} "
                 f"{np.mean([r['seconds'] for r in recs]):6.2f}")
         if digitizer is not None:
@@ -133,11 +142,13 @@ def main():
             all_old += subs_old[t]
         print(line)
     if digitizer is not None:
-        line = f"{'all':>6} {sum(len(v) for v in rows.values()):3d} {'':>8} {'':>8} {'':>8} {'':>8} {'':>5} {'':>6} {'':>9} {'':>6} {type_score(all_sols, all_subs):7.2f}"
+        line = (f"{'all':>6} {sum(len(v) for v in rows.values()):3d} {'':>8} {'':>8} {'':>8} {'':>8} {'':>8} {'':>5} "
+                f"{'':>6} {'':>9} {'':>6} {type_score(all_sols, all_subs):7.2f}")
         if args.compare:
             line += f" {type_score(all_sols, all_old):7.2f}"
         print(line)
-    print("(node errors over correctly oriented, non-rejected images; 'gridless%': images the end-to-end\n"
+    print("(node errors over correctly oriented, non-rejected images, whole page and 'rows': the trace area\n"
+          " j 15..41, i 3..53 only; 'gridless%': images the end-to-end\n"
           " classical path served with the gridless rectifier; 'flat%': images the Digitizer refused (flat lines);\n"
           " dB: competition score of the type's images; 'dB old': without the gridless fallback)")
 
