@@ -508,11 +508,11 @@ def _find_pulse(D: np.ndarray, coef: np.ndarray, x_e: float, s: float, up_sign: 
         return None
     s = ph / 10.0
     # the trace starts 2.5 mm after the falling edge: the gap must be paper near the baseline
-    gx = sorted((x_f + d * 0.7 * s, x_f + d * 1.8 * s))
-    gap = D[int(round(min(y_foot, y_top) + 1.0 * s)):int(round(max(y_foot, y_top) + 1.0 * s)) + 1,
+    gx = sorted((x_f + d * 0.9 * s, x_f + d * 1.6 * s))
+    gap = D[int(round(min(y_foot, y_top) + 1.5 * s)):int(round(max(y_foot, y_top) - 1.5 * s)) + 1,
             int(round(gx[0])):int(round(gx[1])) + 1]
-    if gap.size and float(gap.max()) > 0.5 * float(D[int(round(y_lo)):int(round(y_hi)) + 1,
-                                                     int(round(x_f)) - 1:int(round(x_f)) + 2].max()):
+    edge = D[int(round(y_lo + 1.5 * s)):int(round(y_hi - 1.5 * s)) + 1, int(round(x_f)) - 1:int(round(x_f)) + 2]
+    if gap.size and edge.size and float(np.median(gap.max(axis=1))) > 0.5 * float(np.median(edge.max(axis=1))):
         return None
     return dict(x_rise=float(x_r), x_fall=float(x_f), y_top=float(y_top), y_foot=float(y_foot), ncc=ncc)
 
