@@ -158,8 +158,9 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
 
     method "classical": no weights, see `ecgdigit.rectify.classical`. Options are passed on to
     the method (classical: `interpolation` (cv2 flag), `work_px_per_box`). When it finds no usable
-    grid, the layout-based `ecgdigit.rectify.gridless` rectifier is tried and wins if it is not
-    rejected and more confident (its result has method "gridless").
+    grid, the layout-based `ecgdigit.rectify.gridless` rectifier is tried and wins if it is usable
+    (confidence >= GRID_NOT_FOUND_CONFIDENCE) and more confident (its result has method "gridless");
+    otherwise the classical result (and its reason) stands.
     method "learned": `ecgdigit.rectify.learned.rectify_learned(image, weights=weights, **options)`
     (imported only when asked for, so the classical path needs no torch).
     Raises InputError for arrays that are not images; unusable pages give confidence 0 + reason.
@@ -173,7 +174,7 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
             from ecgdigit.rectify.gridless import rectify_gridless
 
             gridless = rectify_gridless(image, **{k: v for k, v in options.items() if k == "interpolation"})
-            if not gridless.rejected and gridless.confidence > result.confidence:
+            if gridless.confidence >= GRID_NOT_FOUND_CONFIDENCE and gridless.confidence > result.confidence:
                 return gridless
         return result
     if method == "learned":

@@ -62,6 +62,9 @@ TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
 TEXTURE_LEVEL = 0.02  # median ink above this: the page is textured (screen pixels), smooth more
+# share of the page's ink on the layout's asymmetric marks: gridless pages of ours 0.05 - 0.3;
+# other layouts or gridded pages read as if gridless 0.02 - 0.05
+MARKS_NONE, MARKS_SURE = 0.03, 0.08
 TARGET_PX_PER_MM = 4.5  # second pass: the page alone at about this resolution
 CROP_MARGIN_MM = 15.0
 MAX_CROP_LONG_SIDE = 2000
@@ -761,7 +764,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
             coef, keep = _baseline_curve(tr)
             tracks.append(tr[keep])
             curves.append(coef)
-        timings["track"] = time.perf_counter() - t0
+        timings["track"] = timings.get("track", 0.0) + time.perf_counter() - t0
 
         t0 = time.perf_counter()
         strips = [_row_strip(D, coef, half_band) for coef in curves]
@@ -883,7 +886,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                 if debug:
                     print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
                           f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} code {orientation_of(H)}")
-        timings["fit"] = time.perf_counter() - t0
+        timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
         for hp in hyps:
             hp["s"] = s
         return hyps
@@ -924,6 +927,9 @@ def _confidence(a: dict) -> Tuple[float, List[str]]:
     if a["rms_base"] > 3.0:  # baselines wander with the signal; beyond that the rows are not straight
         conf *= 3.0 / a["rms_base"]
         reasons.append(f"baselines off the layout by {a['rms_base']:.2f} mm")
+    if a["score"] < MARKS_SURE:  # little of the ink sits where the labels, pulses and header go
+        conf *= float(np.clip((a["score"] - MARKS_NONE) / (MARKS_SURE - MARKS_NONE), 0.0, 1.0))
+        reasons.append(f"weak layout match (label/pulse/header marks {a['score']:.3f})")
     if a["margin"] < 0.05:
         conf *= max(a["margin"], 0.0) / 0.05
         reasons.append(f"orientation uncertain (margin {a['margin']:.3f})")
