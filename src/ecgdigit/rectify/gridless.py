@@ -415,6 +415,7 @@ def _row_ends(offs, strip, centre: int, s: float, up_sign: int, t0_left: bool, t
 
 _PULSE_CACHE: Dict[Tuple[int, bool, bool], np.ndarray] = {}
 PULSE_MIN_NCC = 0.55
+PULSE_BONUS = 0.03  # reading score per calibration pulse found
 
 
 def _pulse_template(s: float, up_sign: int, t0_left: bool) -> Tuple[np.ndarray, Tuple[float, float]]:
@@ -905,7 +906,8 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
         return reason or "trace rows found but their ends could not be placed (no grid)"
 
     def total(hp):
-        return hp["score"] - 0.02 * (hp["rms_end"] + hp["rms_base"])
+        # calibration pulses are found only in the reading that has them the right way round
+        return hp["score"] + PULSE_BONUS * hp["n_pulses"] - 0.02 * (hp["rms_end"] + hp["rms_base"])
 
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
@@ -927,8 +929,9 @@ def _confidence(a: dict) -> Tuple[float, List[str]]:
     if a["rms_base"] > 3.0:  # baselines wander with the signal; beyond that the rows are not straight
         conf *= 3.0 / a["rms_base"]
         reasons.append(f"baselines off the layout by {a['rms_base']:.2f} mm")
-    if a["score"] < MARKS_SURE:  # little of the ink sits where the labels, pulses and header go
-        conf *= float(np.clip((a["score"] - MARKS_NONE) / (MARKS_SURE - MARKS_NONE), 0.0, 1.0))
+    evidence = a["score"] + PULSE_BONUS * a["n_pulses"]
+    if evidence < MARKS_SURE:  # little of the ink sits where the labels, pulses and header go
+        conf *= float(np.clip((evidence - MARKS_NONE) / (MARKS_SURE - MARKS_NONE), 0.0, 1.0))
         reasons.append(f"weak layout match (label/pulse/header marks {a['score']:.3f})")
     if a["margin"] < 0.05:
         conf *= max(a["margin"], 0.0) / 0.05
