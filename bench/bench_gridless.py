@@ -39,6 +39,7 @@ from ecgdigit.train.stage01 import node_errors_mm
 # large-grid nodes of the trace area: 10 mm above the first baseline to 10 mm below the last, 0..10 s
 TRACE_ROWS_J = (15, 41)
 TRACE_COLS_I = (3, 53)
+USABLE_CONFIDENCE = 0.1  # pipeline.MIN_RECTIFY_CONFIDENCE: below it the Digitizer writes flat lines
 ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
 
 
@@ -117,7 +118,8 @@ def main():
         rows[t].append(rec)
 
     print(f"\ngridless pages, seed {args.seed}, {args.records} records per type")
-    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'p95 mm':>8} {'rows mm':>8} {'reject%':>8} {'conf':>5} {'s/img':>6}"
+    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'med mm':>7} {'p95 mm':>8} {'rows mm':>8} {'reject%':>8} "
+           f"{'conf':>5} {'usable%':>8} {'use mm':>7} {'s/img':>6}"
            + ("" if digitizer is None else f" {'gridless%':>9} {'flat%':>6} {'dB':>7}")
            + (f" {'dB old':>7}" if args.compare else ""))
     print(hdr)
@@ -128,9 +130,12 @@ def main():
         errs = np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
         errs_rows = np.concatenate([r["err_rows"] for r in recs if r["orient_ok"] and not r["rejected"]]
                                    or [np.array([np.nan])])
-        line = (f"{t:>6} {len(recs):3d} {ok:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} "
-                f"{np.nanmean(errs_rows):8.3f} "
+        usable = [r for r in recs if r["conf"] >= USABLE_CONFIDENCE]
+        errs_use = np.concatenate([r["err"] for r in usable if r["orient_ok"]] or [np.array([np.nan])])
+        line = (f"{t:>6} {len(recs):3d} {ok:8.1f} {np.nanmean(errs):8.3f} {np.nanmedian(errs):7.3f} "
+                f"{np.nanpercentile(errs, 95):8.3f} {np.nanmean(errs_rows):8.3f} "
                 f"{np.mean([r['rejected'] for r in recs]) * 100:8.1f} {np.mean([r['conf'] for r in recs]):5.2f} "
+                f"{len(usable) / len(recs) * 100:8.1f} {np.nanmean(errs_use):7.3f} "
                 f"{np.mean([r['seconds'] for r in recs]):6.2f}")
         if digitizer is not None:
             line += (f" {np.mean([r['method'] == 'gridless' for r in recs]) * 100:9.1f}"
@@ -142,13 +147,14 @@ def main():
             all_old += subs_old[t]
         print(line)
     if digitizer is not None:
-        line = (f"{'all':>6} {sum(len(v) for v in rows.values()):3d} {'':>8} {'':>8} {'':>8} {'':>8} {'':>8} {'':>5} "
-                f"{'':>6} {'':>9} {'':>6} {type_score(all_sols, all_subs):7.2f}")
+        line = (f"{'all':>6} {sum(len(v) for v in rows.values()):3d} {'':>8} {'':>8} {'':>7} {'':>8} {'':>8} {'':>8} "
+                f"{'':>5} {'':>8} {'':>7} {'':>6} {'':>9} {'':>6} {type_score(all_sols, all_subs):7.2f}")
         if args.compare:
             line += f" {type_score(all_sols, all_old):7.2f}"
         print(line)
     print("(node errors over correctly oriented, non-rejected images, whole page and 'rows': the trace area\n"
-          " j 15..41, i 3..53 only; 'gridless%': images the end-to-end\n"
+          " j 15..41, i 3..53 only; 'usable%': confidence >= 0.1 (what the Digitizer reads), 'use mm': their\n"
+          " mean node error when correctly oriented; 'gridless%': images the end-to-end\n"
           " classical path served with the gridless rectifier; 'flat%': images the Digitizer refused (flat lines);\n"
           " dB: competition score of the type's images; 'dB old': without the gridless fallback)")
 
