@@ -114,11 +114,13 @@ def main():
                     old, _, _ = digitize_record(digitizer, image, smp.fs, truth)
                 finally:
                     api._grid_not_found = grid_not_found
-                subs_old[t].append(pd.DataFrame({"id": sol["id"], "value": solution_rows(old, image_id, smp.fs)["value"]}))
+                old_values = solution_rows(old, image_id, smp.fs)["value"]
+                subs_old[t].append(pd.DataFrame({"id": sol["id"], "value": old_values}))
         rows[t].append(rec)
 
     print(f"\ngridless pages, seed {args.seed}, {args.records} records per type")
-    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'med mm':>7} {'p95 mm':>8} {'rows mm':>8} {'reject%':>8} "
+    hdr = (f"{'type':>6} {'n':>3} {'orient%':>8} {'mean mm':>8} {'med mm':>7} {'p95 mm':>8} {'rows mm':>8} "
+           f"{'reject%':>8} "
            f"{'conf':>5} {'usable%':>8} {'use mm':>7} {'s/img':>6}"
            + ("" if digitizer is None else f" {'gridless%':>9} {'flat%':>6} {'dB':>7}")
            + (f" {'dB old':>7}" if args.compare else ""))

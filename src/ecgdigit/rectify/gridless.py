@@ -2,33 +2,40 @@
 
 The classical rectifier reads the large-grid lattice; here the page's own layout is the target:
 the four trace rows of the 3 x 4 + rhythm layout (`layout.STANDARD_3X4`), each printed from 0 s
-to 10 s on its baseline, the lead labels under the segment starts, calibration pulses left of
-time 0 and the header text at the top left.
+to 10 s on its baseline, the lead labels under the segment starts, the calibration pulses before
+time 0 and the separator ticks at the segment boundaries (when printed), the header at the top.
 
-Steps (on a working copy whose long side is `WORK_LONG_SIDE`; only the final remap reads the
-original pixels)
+Steps (`_analyse`, on a working copy whose long side is `WORK_LONG_SIDE`; when the page comes out
+smaller than `TARGET_PX_PER_MM` it runs again on the page cropped from the original at about that
+resolution; only the final remap reads the original pixels)
 1. Ink: black top-hat of the grey image over the local paper level (thin dark strokes only, so
-   shading, stains, table texture and keyboard keys mostly vanish), inside the bright page region.
-2. Row direction: the projection profile of the ink is sharpest across the rows; the best of
-   0..180 degrees turns the ink so that the rows run along x ("deskewed" frame).
-3. Rows: the across-row profile is matched against the layout's four baselines (scale, offset,
-   up/down), giving four coarse row positions.
-4. Each row is followed along x: in short windows the most frequent ink height is the trace's
-   isoelectric level, i.e. the baseline (perspective and curl bend it; the tracker follows).
-   The row's trace starts at 0 s and ends at 10 s: the ends of the long ink run near the
-   baseline (labels under the baseline and the pulse's 2.5 mm gap are kept out).
-5. For the four readings (which deskewed row is the top one x which end is 0 s) a page->image
-   homography is fitted to the row ends (full points) and the baseline samples (page y known),
-   robustly. Each reading's ink is pulled back to page millimetres and scored against the marks
-   that are NOT symmetric: labels at the segment starts under each baseline, pulses left of
-   time 0, header lines at the top left, speed line under the last row. The baseline spacing is
-   unequal (35.95, 35.95, 32.9 mm), so the fit residual also separates up from down.
-6. A smooth residual along each baseline (curl) is added to the homography, the large-grid node
-   field is built in original pixels and `api.build_rectification` makes the one remap.
+   shading, stains and keyboard keys mostly vanish), inside the bright, colourless page region;
+   on textured pages (a photographed screen's pixel grid) the grey image is smoothed first.
+2. Row direction: the projection profile of the ink, opened along the candidate direction, is
+   sharpest across the rows; the sharpest direction and the sharpest one across it (columns of
+   tall QRS complexes can win) are both read. The ink is turned so that the rows run along x.
+3. Rows: sets of four across-row profile peaks spaced like the baselines (35.95, 35.95, 32.9 mm,
+   either way up), plus a template match of the whole profile; each set is read in full.
+4. Each row is followed along x: in short windows the most frequent height of flat ink (a
+   horizontal opening keeps it) is the trace's isoelectric level, i.e. about the baseline.
+   The trace starts at 0 s and ends at 10 s: the ends of the long ink run along the row (labels
+   under the baseline, texture and the calibration pulse's 2.5 mm gap are kept out).
+5. For the four readings (which row is the top one x which end is 0 s) a page -> image
+   homography is fitted robustly: row ends give page x, baseline samples page y; calibration
+   pulses (template match, all rows or none) give exact x (rising/falling edge) and heights
+   (foot, top 10 mm up); separator ticks, looked for where a first fit puts them, give exact
+   boundary times and baseline heights. The perspective terms are used only when they clearly
+   beat the affine map (scans are affine). Row ends off the line through the others are dropped.
+   Each reading's ink is pulled back to page millimetres and scored on the marks that are NOT
+   mirror/flip symmetric (labels, pulses, header, speed line); found pulses add to the score, and
+   the fit residuals count against it. The best reading gives the orientation code.
+6. The large-grid node field (with its margin ring) comes from the homography in original pixels
+   and `api.build_rectification` makes the one remap. (No curl model yet: bent paper in photos is
+   read through one homography.)
 
-Confidence is the product of: rows found with both ends, fit residual, orientation margin and
-plausibility of the homography (near-isotropic scale). Pages without four trace rows are rejected
-(confidence 0 with a reason).
+Confidence is the product of: row ends found (of 8), row-end residual, baseline residual beyond
+the signals' wander, the layout marks' share of the ink, and the margin to the best reading of a
+different orientation. Images without a readable 4-row layout get confidence 0 and a reason.
 """
 from __future__ import annotations
 
@@ -178,16 +185,6 @@ def _row_angle(ink: np.ndarray) -> List[Tuple[float, float]]:
         fvals = np.array([sharpness(a) for a in fine])
         out.append((float(fine[int(np.argmax(fvals))]) % 180.0, float(fvals.max() / max(vals.max(), 1e-12))))
     return out
-
-
-def _row_template_mm(step_mm: float) -> np.ndarray:
-    """Across-row ink profile of an upright page (one value per `step_mm` from 0 to the page height):
-    the four baselines."""
-    y = np.arange(0.0, PAGE_H_MM, step_mm)
-    t = np.zeros_like(y)
-    for b in BASELINES_MM:
-        t += np.exp(-0.5 * ((y - b) / 2.5) ** 2)
-    return t
 
 
 def _coarse_rows(prof: np.ndarray, long_side: int) -> Optional[Tuple[np.ndarray, float, float]]:
@@ -795,7 +792,8 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                 order = [0, 1, 2, 3] if not flip_y else [3, 2, 1, 0]  # deskewed row k is page row order[k]
                 end_img, end_page, base_img, base_y, base_w, fix_img, fix_y = [], [], [], [], [], [], []
                 centres = [int(round(np.median(tr[:, 0]))) for tr in tracks]
-                ends_all = [_row_ends(offs, strip, c, s, up_sign, t0_left, thr) for (offs, strip), c in zip(strips, centres)]
+                ends_all = [_row_ends(offs, strip, c, s, up_sign, t0_left, thr)
+                            for (offs, strip), c in zip(strips, centres)]
                 pulses = [None if e is None else _find_pulse(D, coef, e[0], s, up_sign, t0_left)
                           for e, coef in zip(ends_all, curves)]
                 # the page prints a pulse on every row or on none: a lone match is something else
@@ -882,11 +880,13 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                 score = float((pg * marks).sum()) / tot
                 rms_end = float(np.sqrt(np.mean(r_end ** 2)))
                 rms_base = float(np.sqrt(np.median(r_base ** 2)))
-                hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base, n_end=len(end_img) - 2 * n_pulses - n_seps,
+                hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base,
+                                 n_end=len(end_img) - 2 * n_pulses - n_seps,
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
                 if debug:
                     print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
-                          f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} code {orientation_of(H)}")
+                          f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} "
+                          f"code {orientation_of(H)}")
         timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
         for hp in hyps:
             hp["s"] = s
@@ -950,7 +950,8 @@ def _resized(rgb: np.ndarray, scale: float) -> Tuple[np.ndarray, np.ndarray]:
     return out, np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
 
 
-def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR, debug: bool = False) -> Rectification:
+def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR,
+                     debug: bool = False) -> Rectification:
     """Rectify an ECG page printed without a grid (see the module docstring).
 
     Two passes: the whole image at `WORK_LONG_SIDE`; then, when the page came out smaller than
