@@ -140,11 +140,27 @@ def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np
                          reason=reason, timings=timings, method=method)
 
 
+# Below this the classical result is unusable (the pipeline reads no traces under 0.1); on pages
+# printed without a grid the classical rectifier either rejects ("no periodic grid", "too few grid
+# nodes") or locks onto scanner/screen texture with a near-zero confidence.
+GRID_NOT_FOUND_CONFIDENCE = 0.1
+
+
+def _grid_not_found(result: Rectification) -> bool:
+    """The classical result says there is no usable grid (and not that the image is too small)."""
+    if result.reason.startswith("image too small"):
+        return False
+    return result.confidence < GRID_NOT_FOUND_CONFIDENCE
+
+
 def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weights=None, **options) -> Rectification:
     """Rectify `image` (RGB or grayscale array, any size/orientation) to the canonical frame.
 
     method "classical": no weights, see `ecgdigit.rectify.classical`. Options are passed on to
-    the method (classical: `interpolation` (cv2 flag), `work_px_per_box`).
+    the method (classical: `interpolation` (cv2 flag), `work_px_per_box`). When it finds no usable
+    grid, the layout-based `ecgdigit.rectify.gridless` rectifier is tried and wins if it is usable
+    (confidence >= GRID_NOT_FOUND_CONFIDENCE) and more confident (its result has method "gridless");
+    otherwise the classical result (and its reason) stands.
     method "learned": `ecgdigit.rectify.learned.rectify_learned(image, weights=weights, **options)`
     (imported only when asked for, so the classical path needs no torch).
     Raises InputError for arrays that are not images; unusable pages give confidence 0 + reason.
@@ -152,7 +168,15 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
     if method == "classical":
         from ecgdigit.rectify.classical import rectify_classical
 
-        return rectify_classical(image, **options)
+        result = rectify_classical(image, **options)
+        if _grid_not_found(result):
+            # pages printed without a grid: read the geometry from the trace layout instead
+            from ecgdigit.rectify.gridless import rectify_gridless
+
+            gridless = rectify_gridless(image, **{k: v for k, v in options.items() if k == "interpolation"})
+            if gridless.confidence >= GRID_NOT_FOUND_CONFIDENCE and gridless.confidence > result.confidence:
+                return gridless
+        return result
     if method == "learned":
         from ecgdigit.rectify.learned import rectify_learned
 
