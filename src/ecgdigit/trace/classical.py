@@ -114,12 +114,14 @@ def remove_axis_lines(dark: np.ndarray, row_percentile: float = 15.0, block_px: 
 
     A page whose grid is darker than its trace (faint trace on a black grid) otherwise has its
     grid lines followed instead of the trace. Rows use a low percentile over x (an isoelectric trace
-    can lie along one row for a large part of a block), columns the median over the traces' rows.
+    can lie along one row for a large part of a block), columns the same low percentile over the
+    traces' rows (not the median: where tall QRS complexes of three rows line up, their strokes
+    cover more than half of a column, and the median removed them).
     """
     h, w = dark.shape
     out = dark.copy()
     ya, yb = _trace_rows(h)
-    out -= np.median(dark[ya:yb], axis=0)[None, :]
+    out -= np.percentile(dark[ya:yb], row_percentile, axis=0)[None, :]
     for x0 in range(0, w, block_px):
         blk = out[:, x0:x0 + block_px]
         blk -= np.percentile(blk, row_percentile, axis=1)[:, None]
@@ -131,7 +133,7 @@ def grid_to_trace_ratio(dark: np.ndarray, row_percentile: float = 15.0, block_px
     line profiles (what remove_axis_lines would subtract) over the trace level of `_ink_levels`."""
     h, w = dark.shape
     ya, yb = _trace_rows(h)
-    cols = np.median(dark[ya:yb], axis=0)
+    cols = np.percentile(dark[ya:yb], row_percentile, axis=0)  # low: tall QRS strokes are no grid line
     rows = np.concatenate([np.percentile(dark[ya:yb, x0:x0 + block_px], row_percentile, axis=1)
                            for x0 in range(0, w, block_px)])
     _, high = _ink_levels(dark)
