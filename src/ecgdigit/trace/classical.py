@@ -80,6 +80,8 @@ class ClassicalOptions:
     # both (end to end, 36 dev images: 0.6 15.97 dB, 0.8 16.36).
     saturation: float = 0.8
     x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
+    split_shared: bool = True  # a run two bands share goes to the spike, trimmed for the flat trace (split_shared_runs)
+    bridge: float = 0.1  # output maps: level (x peak) joining a column's line to its stroke neighbours (_thin_lines)
 
 
 def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
@@ -202,16 +204,35 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
             others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
             tracks[band] = _track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
                                        labels + o.claim_cost * np.clip(others - claimed[band], 0, 1), o)
+    plain = np.zeros((n_bands, w), bool)  # columns read without centre weighting
+    if o.split_shared:
+        tracks, spike_cols = split_shared_runs(tracks)
+        plain[:, x0:x1] = spike_cols
     maps = np.zeros((n_bands, h, w), dtype=np.float32)
     for band, (y0, y1, top, bottom) in enumerate(tracks):
         maps[band, y0:y1, x0:x1] = keep_tracked(ink[y0:y1, x0:x1], top, bottom)
     peak = maps.max(axis=1)  # (4, W) ink level of the tracked run
     if o.centre_weighting:
-        maps *= centre_weights(ink)[None]
+        weights = centre_weights(ink)
+        for band in range(n_bands):
+            # A kept shared run reads as one uniform run (its middle; its end at an extremum): the
+            # merged junction is the thickest ink there and would pull the centre onto the flat trace.
+            maps[band] = np.where(plain[band][None, :], maps[band] > 0, maps[band] * weights)
         maps /= np.maximum(maps.max(axis=1, keepdims=True), 1e-6)
     if o.line_sigma <= 0:
         return maps
-    return _thin_lines(maps, peak, o.line_sigma)
+    touching = np.zeros((n_bands, w), bool)  # this column's tracked run touches the one before
+    run_len = np.zeros((n_bands, w))
+    for band, (y0, y1, top, bottom) in enumerate(tracks):
+        on = top >= 0
+        gap = np.maximum(top[1:] - bottom[:-1], top[:-1] - bottom[1:]) - 1
+        touching[band, x0 + 1:x1] = on[1:] & on[:-1] & (gap <= 1)
+        run_len[band, x0:x1] = np.where(on, bottom - top + 1, 0)
+    pen_px = float(np.median(run_len[run_len > 0])) if (run_len > 0).any() else 3.0  # flat strokes dominate
+    # Strokes: ink (outside the lead-label boxes, whose letters are steep strokes too) ...
+    stroke_ink = (ink >= o.threshold) & ~(_label_boxes(h, w, o) > 0)
+    stroke = (stroke_ink, BRIDGE_MAX_WIDTH_PENS * pen_px * 2 * sx / sy)  # ... at most this wide (x doubled)
+    return _thin_lines(maps, peak, o.line_sigma, o.bridge, touching=touching, run_len=run_len, stroke=stroke)
 
 
 def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: float, down_mv: float,
@@ -239,6 +260,69 @@ def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: floa
     return y0, y1, top, bottom
 
 
+def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
+    """Where two neighbouring bands tracked the same ink run (a tall wave of one row running into the
+    other row's trace: both strokes merge in those columns), the band whose trace was flat just
+    before (its run at most half as long as the other's) keeps only the part of the run around its
+    own course; the other (the spike) keeps the run.
+
+    Without this both bands took the merged run's centroid: the flat trace got a spurious spike
+    and the spike lost its apex. `tracks`: per band (y0, y1, top, bottom) as `_track_band` returns
+    (same columns for every band); a flat trace's run is at most `flat_pens` pen thicknesses long
+    (pen: the median tracked run length). The part follows the flat trace column by column: its
+    centre moves to the centre of what it kept, so a low wave of its own inside the merge is kept.
+    Returns (tracks, spike_cols): bool (bands, columns), the shared columns of both bands; these are
+    read without centre weighting (the merged junction is the thickest ink there and would pull
+    the spike's centre onto the flat trace, and the flat trace's onto the spike).
+    """
+    tracks = [(y0, y1, top.copy(), bottom.copy()) for y0, y1, top, bottom in tracks]
+    spike_cols = np.zeros((len(tracks), len(tracks[0][2])), bool)
+    lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+    if not len(lengths):
+        return tracks, spike_cols
+    pen = float(np.median(lengths))
+    for upper in range(len(tracks) - 1):
+        lower = upper + 1
+        (ya, _, ta, ba), (yb, _, tb, bb) = tracks[upper], tracks[lower]
+        on = (ta >= 0) & (tb >= 0)
+        shared = on & (ta + ya <= bb + yb) & (tb + yb <= ba + ya)  # the two intervals overlap
+        x = 0
+        n = len(ta)
+        while x < n:
+            if not shared[x]:
+                x += 1
+                continue
+            end = x
+            while end < n and shared[end]:
+                end += 1
+            if x > 0:
+                refs = []
+                for band, (y0, _, t, b) in ((upper, tracks[upper]), (lower, tracks[lower])):
+                    ok = t[x - 1] >= 0 and not shared[x - 1]
+                    refs.append((b[x - 1] - t[x - 1] + 1 if ok else np.inf, band))
+                (length, flat), (other, spike) = sorted(refs)
+                if length <= flat_pens * pen and length <= 0.5 * other:
+                    spike_cols[spike, x:end] = True
+                    spike_cols[flat, x:end] = True
+                    y0, _, t, b = tracks[flat]
+                    centre = 0.5 * (t[x - 1] + b[x - 1])
+                    half = 0.5 * length + pen
+                    for c in range(x, end):
+                        lo, hi = max(t[c], int(np.floor(centre - half))), min(b[c], int(np.ceil(centre + half)))
+                        # The merged run's end on the flat band's side, if near its course, is its
+                        # trace's edge (the spike's ink lies beyond it, towards the other band).
+                        if flat == upper and lo == t[c]:
+                            hi = min(b[c], t[c] + int(min(length, 2 * pen)))
+                        elif flat == lower and hi == b[c]:
+                            lo = max(t[c], b[c] - int(min(length, 2 * pen)))
+                        if lo > hi:
+                            break
+                        t[c], b[c] = lo, hi
+                        centre = 0.5 * (lo + hi)
+            x = end
+    return tracks, spike_cols
+
+
 def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2) -> np.ndarray:
     """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px), 0 elsewhere."""
     rows = np.arange(h)[:, None]
@@ -250,8 +334,25 @@ def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: 
     return out
 
 
-def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian line profiles at the run-centroid centre of each band column (see step 4)."""
+def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float, bridge: float = 0.1,
+                touching: Optional[np.ndarray] = None, run_len: Optional[np.ndarray] = None,
+                stroke: Optional[tuple] = None) -> np.ndarray:
+    """Gaussian line profiles at the run-centroid centre of each band column (see step 4), joined
+    by a low bridge (`bridge` x the column's peak, at least BRIDGE_FLOOR) from each centre half-way
+    to its neighbours' centres where the two columns are one stroke: their tracked runs touch
+    (`touching`, bands x W: this column and the one before) and the centres are no further apart
+    than the shorter run is long (`run_len`). A steep stroke's column runs are each about one
+    column's rise long or more; a column whose run was merged with a vertical grid line or text
+    has its centre far from a short neighbour, and stays an isolated outlier that the extraction's
+    tracking drops, as before. With `stroke` = (ink mask, max width px), both centres must also lie
+    on ink no wider than that along x: a stroke, not a stain or mould blob the path wandered into
+    (label letters are left out of the mask by the caller).
+
+    Without the bridge a steep stroke (an R wave rises 40 px per column) left isolated dots 40 px
+    apart, and the extraction's own run tracking (`extract.band_columns`) skipped the whole QRS as
+    a jump: tall R waves were cut to the baseline. The bridge stays below the Gaussian's value one
+    pixel from the centre, so the argmax and its parabolic step are unchanged.
+    """
     from ecgdigit.trace.extract import ExtractOptions, _columns_of
 
     opts = ExtractOptions(estimator="run", tracking=False)
@@ -263,7 +364,60 @@ def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
         on = pk > 0
         prof = np.exp(-0.5 * ((rows - y[None, :].astype(np.float32)) / sigma) ** 2)
         out[b] = np.where(on[None, :], prof * peak[b][None, :].astype(np.float32), 0.0)
+        if bridge <= 0:
+            continue
+        yc = np.where(on, y, np.nan)
+        link = touching[b] if touching is not None else np.ones(w, bool)
+        if run_len is not None:
+            shorter = np.minimum(run_len[b], np.concatenate([[0.0], run_len[b][:-1]]))
+            step = np.abs(yc - np.concatenate([[np.nan], yc[:-1]]))
+            link = link & (step <= shorter + 2) & (step >= BRIDGE_MIN_STEP)
+        if stroke is not None:
+            width = _ink_width_at(stroke[0], yc)
+            narrow = (width > 0) & (width <= stroke[1])
+            link = link & narrow & np.concatenate([[False], narrow[:-1]])
+        prev_y = np.where(link, np.concatenate([[np.nan], yc[:-1]]), np.nan)
+        next_y = np.where(np.concatenate([link[1:], [False]]), np.concatenate([yc[1:], [np.nan]]), np.nan)
+        half_prev = 0.5 * (yc + prev_y)
+        half_next = 0.5 * (yc + next_y)
+        lo = np.fmin(np.fmin(half_prev, half_next), yc)
+        hi = np.fmax(np.fmax(half_prev, half_next), yc)
+        cols = np.flatnonzero(on & (hi - lo >= 1.5))
+        if not len(cols):
+            continue
+        level = np.maximum(bridge * peak[b][cols], BRIDGE_FLOOR).astype(np.float32)
+        sub = out[b][:, cols]
+        span = (rows >= np.floor(lo[cols])[None, :]) & (rows <= np.ceil(hi[cols])[None, :])
+        out[b][:, cols] = np.where(span, np.maximum(sub, level[None, :]), sub)
     return out
+
+
+def _ink_width_at(mask: np.ndarray, y: np.ndarray, reach: int = 64) -> np.ndarray:
+    """Per column x: the length along x of the ink run through (x, round(y[x])) (0 off ink or
+    where y is NaN), counted up to `reach` px each way."""
+    h, w = mask.shape
+    cols = np.flatnonzero(np.isfinite(y))
+    out = np.zeros(w)
+    if not len(cols):
+        return out
+    rows = np.clip(np.round(y[cols]).astype(int), 0, h - 1)
+    width = mask[rows, cols].astype(np.float64)
+    for sign in (-1, 1):
+        going = mask[rows, cols].copy()
+        for d in range(1, reach + 1):
+            c = cols + sign * d
+            inside = (c >= 0) & (c < w)
+            going &= inside & mask[rows, np.clip(c, 0, w - 1)]
+            if not going.any():
+                break
+            width += going
+    out[cols] = width
+    return out
+
+
+BRIDGE_MAX_WIDTH_PENS = 6.0  # ink wider than this many pen widths along x is a blob, not a stroke
+BRIDGE_MIN_STEP = 10.0  # px between centres: smaller steps need no bridge (extract's tracking follows them)
+BRIDGE_FLOOR = 0.06  # above extract's default column threshold (0.05), so the bridge counts as a run
 
 
 def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:
