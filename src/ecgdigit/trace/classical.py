@@ -62,7 +62,10 @@ class ClassicalOptions:
     window_up_mv: float = 3.0  # band search window above the baseline
     window_down_mv: float = 3.0  # and below it
     top_row_window_up_mv: float = 5.0  # the first row has only the header above it: tall R waves fit
-    prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance)
+    prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance) ...
+    # ... counted up to this distance: the pull keeps a band on its own row, but beyond this a tall
+    # wave's apex paid more per column than a label's letters or a gap, and was cut off (0: no cap)
+    prior_cap_mv: float = 1.5
     jump_cost: float = 0.1
     gap_prob: float = 0.05
     threshold: float = 0.3  # candidate runs: ink >= this
@@ -72,7 +75,8 @@ class ClassicalOptions:
     label_box: tuple = (-10, 130, -15, 20)  # canonical px around each label node: x0, x1, y0, y1 (the letters, not the trace above them)
     label_cost: float = 0.5  # extra tracking cost per column for a run centred in a label box
     wide_window_mv: float = 4.5  # second pass: window +- this around the baseline (0: no second pass) ...
-    claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column
+    claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column ...
+    claim_flat_pens: float = 8.0  # ... if at most this many pen widths long (median run length); 0: all runs
     slope_allowance: float = 10.0  # px of free vertical gap per column the path skips
     # Ink at or above this is sure ink: the path must not prefer thick black text or a neighbour's
     # bolder stroke over its own fainter trace (exact views 1.0 -> 0.6: 0001 18.1 -> 24.8 dB, 0003
@@ -81,6 +85,7 @@ class ClassicalOptions:
     saturation: float = 0.8
     x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
     split_shared: bool = True  # a run two bands share goes to the spike, trimmed for the flat trace (split_shared_runs)
+    plain_long_pens: float = 8.0  # runs through a label longer than this many pen widths: read without centre weighting (0: never)
     bridge: float = 0.1  # output maps: level (x peak) joining a column's line to its stroke neighbours (_thin_lines)
 
 
@@ -199,7 +204,13 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         # Only bands whose path touched its window's edge can gain (the second pass doubles the time).
         at_edge = [band for band, (y0, y1, top, bottom) in enumerate(tracks)
                    if (top[top >= 0] <= 1).any() or (bottom[top >= 0] >= y1 - y0 - 2).any()]
-        claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks] if at_edge else []
+        # Only runs of a flat trace are claimed: a long run is a steep stroke, often two rows'
+        # strokes merged where a tall wave crosses the other row, and the spike's band must get it.
+        claim_len = None
+        if at_edge and o.claim_flat_pens > 0:
+            lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+            claim_len = o.claim_flat_pens * float(np.median(lengths)) if len(lengths) else None
+        claimed = [_run_mask(h, w, top, bottom, y0, x0, max_len=claim_len) for y0, _, top, bottom in tracks] if at_edge else []
         for band in at_edge:
             others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
             tracks[band] = _track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
@@ -208,6 +219,18 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     if o.split_shared:
         tracks, spike_cols = split_shared_runs(tracks)
         plain[:, x0:x1] = spike_cols
+    if o.plain_long_pens > 0:
+        # Long runs (steep strokes) through a lead label read as their middle: weighting by
+        # thickness pulled the centre onto the letters (elsewhere it helps: merged apex strokes).
+        lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+        pen = float(np.median(lengths)) if len(lengths) else 3.0
+        in_label = np.vstack([np.zeros((1, w)), np.cumsum(_label_boxes(h, w, o), axis=0)])
+        for band, (y0, _, top, bottom) in enumerate(tracks):
+            cols = np.arange(x0, x1)
+            on = top >= 0
+            t, b = np.where(on, top + y0, 0), np.where(on, bottom + y0 + 1, 0)
+            through_label = (in_label[b, cols] - in_label[t, cols]) > 0
+            plain[band, x0:x1] |= on & through_label & (bottom - top + 1 > o.plain_long_pens * pen)
     maps = np.zeros((n_bands, h, w), dtype=np.float32)
     for band, (y0, y1, top, bottom) in enumerate(tracks):
         maps[band, y0:y1, x0:x1] = keep_tracked(ink[y0:y1, x0:x1], top, bottom)
@@ -249,7 +272,8 @@ def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: floa
     window = ink[y0:y1, x0:x1]
     track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
                          max_candidates=o.max_candidates, slope_allowance=o.slope_allowance, saturation=o.saturation,
-                         prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
+                         prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy),
+                         prior_cap=o.prior_cap_mv * CANONICAL_PX_PER_MV * sy if o.prior_cap_mv > 0 else None)
     # The pen jumps between the segments of a row: the tracking restarts at each boundary.
     cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
     edges = [0] + cuts + [x1 - x0]
@@ -323,10 +347,14 @@ def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
     return tracks, spike_cols
 
 
-def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2) -> np.ndarray:
-    """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px), 0 elsewhere."""
+def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2,
+              max_len: Optional[float] = None) -> np.ndarray:
+    """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px; only runs at most
+    `max_len` px long if given), 0 elsewhere."""
     rows = np.arange(h)[:, None]
     on = top >= 0
+    if max_len is not None:
+        on &= (bottom - top + 1) <= max_len
     t = np.where(on, top + y0 - pad, h)
     b = np.where(on, bottom + y0 + pad, -1)
     out = np.zeros((h, w), np.float32)
