@@ -141,3 +141,28 @@ def test_tall_qrs_columns_are_not_taken_for_grid_lines():
     qrs = slice(3285, 3305)  # the R waves of V4-V6 in one beat
     on_trace = masks[:3, :, qrs].max(axis=0) >= 200
     assert np.median(ink[:, qrs][on_trace]) > 0.7
+
+
+def test_shared_run_of_two_steep_strokes_is_halved_unless_the_lower_one_overtakes():
+    """QRS complexes of two rows lined up: both bands steep before the merge. Each takes its side's
+    half of the merged run; not where the lower band's stroke, carried on at its speed, has passed
+    above the upper band's (a tall wave overtaking the other row's)."""
+    from ecgdigit.trace.classical import split_shared_runs
+
+    def tracks_with(lower_before_rows):  # all rows below are image rows; both windows start at row 100
+        n = 12
+        up_t, up_b = np.full(n, 195), np.full(n, 200)  # band 0 flat at 195-200 ...
+        lo_t, lo_b = np.full(n, 395), np.full(n, 400)  # band 1 flat at 395-400 ...
+        up_t[4:6], up_b[4:6] = [160, 140], [200, 200]  # ... both steep in columns 4-5 ...
+        (lo_t[4], lo_b[4]), (lo_t[5], lo_b[5]) = lower_before_rows
+        up_t[6:8], up_b[6:8] = 120, 315  # ... and one merged run, rows 120-315, in columns 6-7
+        lo_t[6:8], lo_b[6:8] = 120, 315
+        return [(100, 500, up_t - 100, up_b - 100), (100, 500, lo_t - 100, lo_b - 100)]
+
+    # The lower stroke rises 10 px per column (centres 350, 340): it stays below band 0's.
+    (_, _, t0, b0), (_, _, t1, b1) = split_shared_runs(tracks_with([(300, 400), (280, 400)]))[0]
+    assert (t0[6:8] + 100 == 120).all() and (b0[6:8] + 100 <= 218).all()  # upper half
+    assert (t1[6:8] + 100 >= 217).all() and (b1[6:8] + 100 == 315).all()  # lower half
+    # It rises 97 px per column (centres 350, 252.5): carried on it is above band 0's (160, 150).
+    (_, _, t0, b0), (_, _, t1, b1) = split_shared_runs(tracks_with([(300, 400), (205, 300)]))[0]
+    assert (t0[6:8] + 100 == 120).all() and (b0[6:8] + 100 == 315).all() and (t1[6:8] + 100 == 120).all()

@@ -284,7 +284,7 @@ def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: floa
     return y0, y1, top, bottom
 
 
-def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
+def split_shared_runs(tracks: list, flat_pens: float = 8.0, split_both: bool = True) -> list:
     """Where two neighbouring bands tracked the same ink run (a tall wave of one row running into the
     other row's trace: both strokes merge in those columns), the band whose trace was flat just
     before (its run at most half as long as the other's) keeps only the part of the run around its
@@ -295,6 +295,9 @@ def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
     (same columns for every band); a flat trace's run is at most `flat_pens` pen thicknesses long
     (pen: the median tracked run length). The part follows the flat trace column by column: its
     centre moves to the centre of what it kept, so a low wave of its own inside the merge is kept.
+    Where both bands were steep just before (QRS complexes of two rows lined up, `split_both`), the
+    upper band takes the upper half of the two runs' union and the lower band the lower half:
+    each then reads near its own stroke instead of both reading the merged run's middle.
     Returns (tracks, spike_cols): bool (bands, columns), the shared columns of both bands; these are
     read without centre weighting (the merged junction is the thickest ink there and would pull
     the spike's centre onto the flat trace, and the flat trace's onto the spike).
@@ -307,7 +310,7 @@ def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
     pen = float(np.median(lengths))
     for upper in range(len(tracks) - 1):
         lower = upper + 1
-        (ya, _, ta, ba), (yb, _, tb, bb) = tracks[upper], tracks[lower]
+        (ya, ya_end, ta, ba), (yb, yb_end, tb, bb) = tracks[upper], tracks[lower]
         on = (ta >= 0) & (tb >= 0)
         shared = on & (ta + ya <= bb + yb) & (tb + yb <= ba + ya)  # the two intervals overlap
         x = 0
@@ -343,6 +346,28 @@ def split_shared_runs(tracks: list, flat_pens: float = 8.0) -> list:
                             break
                         t[c], b[c] = lo, hi
                         centre = 0.5 * (lo + hi)
+                elif split_both:
+                    # Both bands steep (QRS complexes lined up): each takes its side's half of the union.
+                    # Unless the lower band's stroke, carried on at its speed, has passed above
+                    # the upper band's (a tall wave overtaking the other row's): then nothing is split.
+                    def course(t, b, y0):
+                        if x < 2 or t[x - 2] < 0:
+                            return None
+                        c1, c2 = 0.5 * (t[x - 1] + b[x - 1]) + y0, 0.5 * (t[x - 2] + b[x - 2]) + y0
+                        return c1, c1 - c2
+                    up_course, low_course = course(ta, ba, ya), course(tb, bb, yb)
+                    for c in range(x, end):
+                        top_img, bot_img = min(ta[c] + ya, tb[c] + yb), max(ba[c] + ya, bb[c] + yb)
+                        if up_course and low_course:
+                            k = c - x + 1
+                            if low_course[0] + k * low_course[1] < up_course[0] + k * up_course[1]:
+                                continue
+                        spike_cols[[upper, lower], c] = True
+                        mid = 0.5 * (top_img + bot_img)
+                        ta[c] = max(top_img - ya, 0)
+                        ba[c] = min(max(int(np.floor(mid)) - ya, ta[c]), ya_end - ya - 1)
+                        bb[c] = min(bot_img - yb, yb_end - yb - 1)
+                        tb[c] = max(min(int(np.ceil(mid)) - yb, bb[c]), 0)
             x = end
     return tracks, spike_cols
 
