@@ -73,3 +73,96 @@ def test_grid_lines_darker_than_the_trace_are_removed_not_followed():
         y, _ = band_columns(maps, ExtractOptions())
         errs[remove] = np.nanmedian(np.abs(y[:3, cols] - np.stack([truth[b][cols] for b in range(3)])))
     assert errs[None] < 1.5 and errs[False] > 3 * errs[None], errs
+
+
+def _tall_v5_page(seed: int, peak_mv: float):
+    """A synthetic record whose V5 is scaled to reach `peak_mv` (its R waves run up through V4's
+    row: rows are 3.6 mV apart), rendered as a clean page and viewed in the canonical frame."""
+    from ecgdigit.layout import LEAD_INDEX
+    from ecgdigit.synth.sample import canonical_view, record_rng, sample_from_signals
+    from ecgdigit.synth.signals import simulate_record_with_params
+
+    fs = 500.0
+    signals, params = simulate_record_with_params(fs, record_rng(seed, 0, 0))
+    v5 = LEAD_INDEX["V5"]
+    signals[:, v5] *= peak_mv / signals[:, v5].max()
+    sample = sample_from_signals(signals, fs, "0001", record_rng(seed, 0, 1), record_rng(seed, 0, 2, "0001"),
+                                 signal_params=params)
+    image, _ = canonical_view(sample, with_masks=False)
+    return image, signals, fs
+
+
+def test_tall_r_wave_crossing_into_the_next_row_is_followed():
+    """4.5 mV R waves in V5 cross V4's trace (and its label). They were cut off (V5 13.2 dB, the
+    image 16.7): the output lines of a steep stroke were dropped as jumps by extract's tracking,
+    the baseline pull made the apex dearer than the label's letters, and where the spike merged
+    with V4's trace both bands read the merged run's centroid."""
+    image, signals, fs = _tall_v5_page(3, 4.5)
+    lengths = default_lead_lengths(fs)
+    rec = classical_extract(image, lengths, fs)
+    rep = score_records([truth_record(signals.astype(np.float64), fs, lengths)], [rec], [fs])
+    per_lead = dict(zip(rep.per_lead["lead"], rep.per_lead["snr_db"]))
+    assert per_lead["V5"] >= 20.0, per_lead
+    assert per_lead["V4"] >= 12.0, per_lead  # the crossed row keeps its own trace
+    assert rep.score >= 20.0, rep.score
+
+
+def test_shared_run_goes_to_the_spike_and_is_trimmed_for_the_flat_trace():
+    from ecgdigit.trace.classical import split_shared_runs
+
+    n = 20
+    # Window-relative runs; band 0's window starts at image row 100, band 1's at 150 (they overlap,
+    # as the widened windows do).
+    flat_top, flat_bottom = np.full(n, 95), np.full(n, 100)  # band 0: flat trace on rows 195-200
+    spike_top, spike_bottom = np.full(n, 245), np.full(n, 250)  # band 1: flat on rows 395-400 ...
+    spike_top[8:12] = [190, 45, 45, 110]  # ... with a spike up to band 0's trace in columns 8-11
+    # Columns 9-10: the spike merged with band 0's trace, both bands tracked the run 195-390.
+    flat_top[9:11], flat_bottom[9:11] = 95, 290
+    spike_top[9:11], spike_bottom[9:11] = 45, 240
+    tracks = [(100, 400, flat_top, flat_bottom), (150, 450, spike_top, spike_bottom)]
+    out, plain = split_shared_runs(tracks)
+    (_, _, t0, b0), (_, _, t1, b1) = out
+    assert (t0[9:11] + 100 == 195).all() and (b0[9:11] + 100 <= 210).all(), (t0, b0)  # flat band: its edge
+    assert (t1[9:11] == 45).all() and (b1[9:11] == 240).all()  # the spike keeps the run
+    assert plain[:, 9:11].all() and plain.sum() == 4
+    unshared = np.r_[0:9, 11:n]
+    assert (t0[unshared] == 95).all() and (b0[unshared] == 100).all()  # other columns untouched
+
+
+def test_tall_qrs_columns_are_not_taken_for_grid_lines():
+    """The demo's first record: tall QRS complexes of V4-V6 line up and their thick strokes cover
+    more than half of the trace rows of a few columns. A median column profile took those columns
+    for vertical grid lines, switched grid removal on and erased the QRS (ink 0 there)."""
+    from ecgdigit.synth.sample import canonical_view, make_sample
+
+    sample = make_sample(31337, 0, "0001", fs_choices=(500.0,))
+    image, masks = canonical_view(sample)
+    ink = ink_map(image)
+    qrs = slice(3285, 3305)  # the R waves of V4-V6 in one beat
+    on_trace = masks[:3, :, qrs].max(axis=0) >= 200
+    assert np.median(ink[:, qrs][on_trace]) > 0.7
+
+
+def test_shared_run_of_two_steep_strokes_is_halved_unless_the_lower_one_overtakes():
+    """QRS complexes of two rows lined up: both bands steep before the merge. Each takes its side's
+    half of the merged run; not where the lower band's stroke, carried on at its speed, has passed
+    above the upper band's (a tall wave overtaking the other row's)."""
+    from ecgdigit.trace.classical import split_shared_runs
+
+    def tracks_with(lower_before_rows):  # all rows below are image rows; both windows start at row 100
+        n = 12
+        up_t, up_b = np.full(n, 195), np.full(n, 200)  # band 0 flat at 195-200 ...
+        lo_t, lo_b = np.full(n, 395), np.full(n, 400)  # band 1 flat at 395-400 ...
+        up_t[4:6], up_b[4:6] = [160, 140], [200, 200]  # ... both steep in columns 4-5 ...
+        (lo_t[4], lo_b[4]), (lo_t[5], lo_b[5]) = lower_before_rows
+        up_t[6:8], up_b[6:8] = 120, 315  # ... and one merged run, rows 120-315, in columns 6-7
+        lo_t[6:8], lo_b[6:8] = 120, 315
+        return [(100, 500, up_t - 100, up_b - 100), (100, 500, lo_t - 100, lo_b - 100)]
+
+    # The lower stroke rises 10 px per column (centres 350, 340): it stays below band 0's.
+    (_, _, t0, b0), (_, _, t1, b1) = split_shared_runs(tracks_with([(300, 400), (280, 400)]))[0]
+    assert (t0[6:8] + 100 == 120).all() and (b0[6:8] + 100 <= 218).all()  # upper half
+    assert (t1[6:8] + 100 >= 217).all() and (b1[6:8] + 100 == 315).all()  # lower half
+    # It rises 97 px per column (centres 350, 252.5): carried on it is above band 0's (160, 150).
+    (_, _, t0, b0), (_, _, t1, b1) = split_shared_runs(tracks_with([(300, 400), (205, 300)]))[0]
+    assert (t0[6:8] + 100 == 120).all() and (b0[6:8] + 100 == 315).all() and (t1[6:8] + 100 == 120).all()

@@ -62,7 +62,10 @@ class ClassicalOptions:
     window_up_mv: float = 3.0  # band search window above the baseline
     window_down_mv: float = 3.0  # and below it
     top_row_window_up_mv: float = 5.0  # the first row has only the header above it: tall R waves fit
-    prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance)
+    prior_cost_per_mv: float = 0.3  # pull towards the baseline (per mV of distance) ...
+    # ... counted up to this distance: the pull keeps a band on its own row, but beyond this a tall
+    # wave's apex paid more per column than a label's letters or a gap, and was cut off (0: no cap)
+    prior_cap_mv: float = 1.5
     jump_cost: float = 0.1
     gap_prob: float = 0.05
     threshold: float = 0.3  # candidate runs: ink >= this
@@ -72,7 +75,8 @@ class ClassicalOptions:
     label_box: tuple = (-10, 130, -15, 20)  # canonical px around each label node: x0, x1, y0, y1 (the letters, not the trace above them)
     label_cost: float = 0.5  # extra tracking cost per column for a run centred in a label box
     wide_window_mv: float = 4.5  # second pass: window +- this around the baseline (0: no second pass) ...
-    claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column
+    claim_cost: float = 2.0  # ... where runs another band took in the first pass cost this per column ...
+    claim_flat_pens: float = 8.0  # ... if at most this many pen widths long (median run length); 0: all runs
     slope_allowance: float = 10.0  # px of free vertical gap per column the path skips
     # Ink at or above this is sure ink: the path must not prefer thick black text or a neighbour's
     # bolder stroke over its own fainter trace (exact views 1.0 -> 0.6: 0001 18.1 -> 24.8 dB, 0003
@@ -80,6 +84,9 @@ class ClassicalOptions:
     # both (end to end, 36 dev images: 0.6 15.97 dB, 0.8 16.36).
     saturation: float = 0.8
     x_margin_px: int = 12  # tracking starts this far before t = 0 and ends after t = 10 s
+    split_shared: bool = True  # a run two bands share goes to the spike, trimmed for the flat trace (split_shared_runs)
+    plain_long_pens: float = 8.0  # runs through a label longer than this many pen widths: read without centre weighting (0: never)
+    bridge: float = 0.1  # output maps: level (x peak) joining a column's line to its stroke neighbours (_thin_lines)
 
 
 def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
@@ -114,12 +121,14 @@ def remove_axis_lines(dark: np.ndarray, row_percentile: float = 15.0, block_px: 
 
     A page whose grid is darker than its trace (faint trace on a black grid) otherwise has its
     grid lines followed instead of the trace. Rows use a low percentile over x (an isoelectric trace
-    can lie along one row for a large part of a block), columns the median over the traces' rows.
+    can lie along one row for a large part of a block), columns the same low percentile over the
+    traces' rows (not the median: where tall QRS complexes of three rows line up, their strokes
+    cover more than half of a column, and the median removed them).
     """
     h, w = dark.shape
     out = dark.copy()
     ya, yb = _trace_rows(h)
-    out -= np.median(dark[ya:yb], axis=0)[None, :]
+    out -= np.percentile(dark[ya:yb], row_percentile, axis=0)[None, :]
     for x0 in range(0, w, block_px):
         blk = out[:, x0:x0 + block_px]
         blk -= np.percentile(blk, row_percentile, axis=1)[:, None]
@@ -131,7 +140,7 @@ def grid_to_trace_ratio(dark: np.ndarray, row_percentile: float = 15.0, block_px
     line profiles (what remove_axis_lines would subtract) over the trace level of `_ink_levels`."""
     h, w = dark.shape
     ya, yb = _trace_rows(h)
-    cols = np.median(dark[ya:yb], axis=0)
+    cols = np.percentile(dark[ya:yb], row_percentile, axis=0)  # low: tall QRS strokes are no grid line
     rows = np.concatenate([np.percentile(dark[ya:yb, x0:x0 + block_px], row_percentile, axis=1)
                            for x0 in range(0, w, block_px)])
     _, high = _ink_levels(dark)
@@ -195,21 +204,58 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         # Only bands whose path touched its window's edge can gain (the second pass doubles the time).
         at_edge = [band for band, (y0, y1, top, bottom) in enumerate(tracks)
                    if (top[top >= 0] <= 1).any() or (bottom[top >= 0] >= y1 - y0 - 2).any()]
-        claimed = [_run_mask(h, w, top, bottom, y0, x0) for y0, _, top, bottom in tracks] if at_edge else []
+        # Only runs of a flat trace are claimed: a long run is a steep stroke, often two rows'
+        # strokes merged where a tall wave crosses the other row, and the spike's band must get it.
+        claim_len = None
+        if at_edge and o.claim_flat_pens > 0:
+            lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+            claim_len = o.claim_flat_pens * float(np.median(lengths)) if len(lengths) else None
+        claimed = [_run_mask(h, w, top, bottom, y0, x0, max_len=claim_len) for y0, _, top, bottom in tracks] if at_edge else []
         for band in at_edge:
             others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
             tracks[band] = _track_band(ink, band, (x0, x1), (sx, sy), o.wide_window_mv, o.wide_window_mv,
                                        labels + o.claim_cost * np.clip(others - claimed[band], 0, 1), o)
+    plain = np.zeros((n_bands, w), bool)  # columns read without centre weighting
+    if o.split_shared:
+        tracks, spike_cols = split_shared_runs(tracks)
+        plain[:, x0:x1] = spike_cols
+    if o.plain_long_pens > 0:
+        # Long runs (steep strokes) through a lead label read as their middle: weighting by
+        # thickness pulled the centre onto the letters (elsewhere it helps: merged apex strokes).
+        lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+        pen = float(np.median(lengths)) if len(lengths) else 3.0
+        in_label = np.vstack([np.zeros((1, w)), np.cumsum(_label_boxes(h, w, o), axis=0)])
+        for band, (y0, _, top, bottom) in enumerate(tracks):
+            cols = np.arange(x0, x1)
+            on = top >= 0
+            t, b = np.where(on, top + y0, 0), np.where(on, bottom + y0 + 1, 0)
+            through_label = (in_label[b, cols] - in_label[t, cols]) > 0
+            plain[band, x0:x1] |= on & through_label & (bottom - top + 1 > o.plain_long_pens * pen)
     maps = np.zeros((n_bands, h, w), dtype=np.float32)
     for band, (y0, y1, top, bottom) in enumerate(tracks):
         maps[band, y0:y1, x0:x1] = keep_tracked(ink[y0:y1, x0:x1], top, bottom)
     peak = maps.max(axis=1)  # (4, W) ink level of the tracked run
     if o.centre_weighting:
-        maps *= centre_weights(ink)[None]
+        weights = centre_weights(ink)
+        for band in range(n_bands):
+            # A kept shared run reads as one uniform run (its middle; its end at an extremum): the
+            # merged junction is the thickest ink there and would pull the centre onto the flat trace.
+            maps[band] = np.where(plain[band][None, :], maps[band] > 0, maps[band] * weights)
         maps /= np.maximum(maps.max(axis=1, keepdims=True), 1e-6)
     if o.line_sigma <= 0:
         return maps
-    return _thin_lines(maps, peak, o.line_sigma)
+    touching = np.zeros((n_bands, w), bool)  # this column's tracked run touches the one before
+    run_len = np.zeros((n_bands, w))
+    for band, (y0, y1, top, bottom) in enumerate(tracks):
+        on = top >= 0
+        gap = np.maximum(top[1:] - bottom[:-1], top[:-1] - bottom[1:]) - 1
+        touching[band, x0 + 1:x1] = on[1:] & on[:-1] & (gap <= 1)
+        run_len[band, x0:x1] = np.where(on, bottom - top + 1, 0)
+    pen_px = float(np.median(run_len[run_len > 0])) if (run_len > 0).any() else 3.0  # flat strokes dominate
+    # Strokes: ink (outside the lead-label boxes, whose letters are steep strokes too) ...
+    stroke_ink = (ink >= o.threshold) & ~(_label_boxes(h, w, o) > 0)
+    stroke = (stroke_ink, BRIDGE_MAX_WIDTH_PENS * pen_px * 2 * sx / sy)  # ... at most this wide (x doubled)
+    return _thin_lines(maps, peak, o.line_sigma, o.bridge, touching=touching, run_len=run_len, stroke=stroke)
 
 
 def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: float, down_mv: float,
@@ -226,7 +272,8 @@ def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: floa
     window = ink[y0:y1, x0:x1]
     track = TrackOptions(candidate_threshold=o.threshold, jump_cost=o.jump_cost, gap_prob=o.gap_prob,
                          max_candidates=o.max_candidates, slope_allowance=o.slope_allowance, saturation=o.saturation,
-                         prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy))
+                         prior_y=base * sy - y0, prior_cost=o.prior_cost_per_mv / (CANONICAL_PX_PER_MV * sy),
+                         prior_cap=o.prior_cap_mv * CANONICAL_PX_PER_MV * sy if o.prior_cap_mv > 0 else None)
     # The pen jumps between the segments of a row: the tracking restarts at each boundary.
     cuts = [c - x0 for c in segment_cuts(band, w, ExtractOptions(frame_scale=(sx, sy))) if x0 < c < x1]
     edges = [0] + cuts + [x1 - x0]
@@ -237,10 +284,102 @@ def _track_band(ink: np.ndarray, band: int, xs: tuple, scale: tuple, up_mv: floa
     return y0, y1, top, bottom
 
 
-def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2) -> np.ndarray:
-    """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px), 0 elsewhere."""
+def split_shared_runs(tracks: list, flat_pens: float = 8.0, split_both: bool = True) -> list:
+    """Where two neighbouring bands tracked the same ink run (a tall wave of one row running into the
+    other row's trace: both strokes merge in those columns), the band whose trace was flat just
+    before (its run at most half as long as the other's) keeps only the part of the run around its
+    own course; the other (the spike) keeps the run.
+
+    Without this both bands took the merged run's centroid: the flat trace got a spurious spike
+    and the spike lost its apex. `tracks`: per band (y0, y1, top, bottom) as `_track_band` returns
+    (same columns for every band); a flat trace's run is at most `flat_pens` pen thicknesses long
+    (pen: the median tracked run length). The part follows the flat trace column by column: its
+    centre moves to the centre of what it kept, so a low wave of its own inside the merge is kept.
+    Where both bands were steep just before (QRS complexes of two rows lined up, `split_both`), the
+    upper band takes the upper half of the two runs' union and the lower band the lower half:
+    each then reads near its own stroke instead of both reading the merged run's middle.
+    Returns (tracks, spike_cols): bool (bands, columns), the shared columns of both bands; these are
+    read without centre weighting (the merged junction is the thickest ink there and would pull
+    the spike's centre onto the flat trace, and the flat trace's onto the spike).
+    """
+    tracks = [(y0, y1, top.copy(), bottom.copy()) for y0, y1, top, bottom in tracks]
+    spike_cols = np.zeros((len(tracks), len(tracks[0][2])), bool)
+    lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+    if not len(lengths):
+        return tracks, spike_cols
+    pen = float(np.median(lengths))
+    for upper in range(len(tracks) - 1):
+        lower = upper + 1
+        (ya, ya_end, ta, ba), (yb, yb_end, tb, bb) = tracks[upper], tracks[lower]
+        on = (ta >= 0) & (tb >= 0)
+        shared = on & (ta + ya <= bb + yb) & (tb + yb <= ba + ya)  # the two intervals overlap
+        x = 0
+        n = len(ta)
+        while x < n:
+            if not shared[x]:
+                x += 1
+                continue
+            end = x
+            while end < n and shared[end]:
+                end += 1
+            if x > 0:
+                refs = []
+                for band, (y0, _, t, b) in ((upper, tracks[upper]), (lower, tracks[lower])):
+                    ok = t[x - 1] >= 0 and not shared[x - 1]
+                    refs.append((b[x - 1] - t[x - 1] + 1 if ok else np.inf, band))
+                (length, flat), (other, spike) = sorted(refs)
+                if length <= flat_pens * pen and length <= 0.5 * other:
+                    spike_cols[spike, x:end] = True
+                    spike_cols[flat, x:end] = True
+                    y0, _, t, b = tracks[flat]
+                    centre = 0.5 * (t[x - 1] + b[x - 1])
+                    half = 0.5 * length + pen
+                    for c in range(x, end):
+                        lo, hi = max(t[c], int(np.floor(centre - half))), min(b[c], int(np.ceil(centre + half)))
+                        # The merged run's end on the flat band's side, if near its course, is its
+                        # trace's edge (the spike's ink lies beyond it, towards the other band).
+                        if flat == upper and lo == t[c]:
+                            hi = min(b[c], t[c] + int(min(length, 2 * pen)))
+                        elif flat == lower and hi == b[c]:
+                            lo = max(t[c], b[c] - int(min(length, 2 * pen)))
+                        if lo > hi:
+                            break
+                        t[c], b[c] = lo, hi
+                        centre = 0.5 * (lo + hi)
+                elif split_both:
+                    # Both bands steep (QRS complexes lined up): each takes its side's half of the union.
+                    # Unless the lower band's stroke, carried on at its speed, has passed above
+                    # the upper band's (a tall wave overtaking the other row's): then nothing is split.
+                    def course(t, b, y0):
+                        if x < 2 or t[x - 2] < 0:
+                            return None
+                        c1, c2 = 0.5 * (t[x - 1] + b[x - 1]) + y0, 0.5 * (t[x - 2] + b[x - 2]) + y0
+                        return c1, c1 - c2
+                    up_course, low_course = course(ta, ba, ya), course(tb, bb, yb)
+                    for c in range(x, end):
+                        top_img, bot_img = min(ta[c] + ya, tb[c] + yb), max(ba[c] + ya, bb[c] + yb)
+                        if up_course and low_course:
+                            k = c - x + 1
+                            if low_course[0] + k * low_course[1] < up_course[0] + k * up_course[1]:
+                                continue
+                        spike_cols[[upper, lower], c] = True
+                        mid = 0.5 * (top_img + bot_img)
+                        ta[c] = max(top_img - ya, 0)
+                        ba[c] = min(max(int(np.floor(mid)) - ya, ta[c]), ya_end - ya - 1)
+                        bb[c] = min(bot_img - yb, yb_end - yb - 1)
+                        tb[c] = max(min(int(np.ceil(mid)) - yb, bb[c]), 0)
+            x = end
+    return tracks, spike_cols
+
+
+def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: int, pad: int = 2,
+              max_len: Optional[float] = None) -> np.ndarray:
+    """float32 (h, w): 1 on the tracked run of each column (padded by `pad` px; only runs at most
+    `max_len` px long if given), 0 elsewhere."""
     rows = np.arange(h)[:, None]
     on = top >= 0
+    if max_len is not None:
+        on &= (bottom - top + 1) <= max_len
     t = np.where(on, top + y0 - pad, h)
     b = np.where(on, bottom + y0 + pad, -1)
     out = np.zeros((h, w), np.float32)
@@ -248,8 +387,25 @@ def _run_mask(h: int, w: int, top: np.ndarray, bottom: np.ndarray, y0: int, x0: 
     return out
 
 
-def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian line profiles at the run-centroid centre of each band column (see step 4)."""
+def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float, bridge: float = 0.1,
+                touching: Optional[np.ndarray] = None, run_len: Optional[np.ndarray] = None,
+                stroke: Optional[tuple] = None) -> np.ndarray:
+    """Gaussian line profiles at the run-centroid centre of each band column (see step 4), joined
+    by a low bridge (`bridge` x the column's peak, at least BRIDGE_FLOOR) from each centre half-way
+    to its neighbours' centres where the two columns are one stroke: their tracked runs touch
+    (`touching`, bands x W: this column and the one before) and the centres are no further apart
+    than the shorter run is long (`run_len`). A steep stroke's column runs are each about one
+    column's rise long or more; a column whose run was merged with a vertical grid line or text
+    has its centre far from a short neighbour, and stays an isolated outlier that the extraction's
+    tracking drops, as before. With `stroke` = (ink mask, max width px), both centres must also lie
+    on ink no wider than that along x: a stroke, not a stain or mould blob the path wandered into
+    (label letters are left out of the mask by the caller).
+
+    Without the bridge a steep stroke (an R wave rises 40 px per column) left isolated dots 40 px
+    apart, and the extraction's own run tracking (`extract.band_columns`) skipped the whole QRS as
+    a jump: tall R waves were cut to the baseline. The bridge stays below the Gaussian's value one
+    pixel from the centre, so the argmax and its parabolic step are unchanged.
+    """
     from ecgdigit.trace.extract import ExtractOptions, _columns_of
 
     opts = ExtractOptions(estimator="run", tracking=False)
@@ -261,7 +417,60 @@ def _thin_lines(maps: np.ndarray, peak: np.ndarray, sigma: float) -> np.ndarray:
         on = pk > 0
         prof = np.exp(-0.5 * ((rows - y[None, :].astype(np.float32)) / sigma) ** 2)
         out[b] = np.where(on[None, :], prof * peak[b][None, :].astype(np.float32), 0.0)
+        if bridge <= 0:
+            continue
+        yc = np.where(on, y, np.nan)
+        link = touching[b] if touching is not None else np.ones(w, bool)
+        if run_len is not None:
+            shorter = np.minimum(run_len[b], np.concatenate([[0.0], run_len[b][:-1]]))
+            step = np.abs(yc - np.concatenate([[np.nan], yc[:-1]]))
+            link = link & (step <= shorter + 2) & (step >= BRIDGE_MIN_STEP)
+        if stroke is not None:
+            width = _ink_width_at(stroke[0], yc)
+            narrow = (width > 0) & (width <= stroke[1])
+            link = link & narrow & np.concatenate([[False], narrow[:-1]])
+        prev_y = np.where(link, np.concatenate([[np.nan], yc[:-1]]), np.nan)
+        next_y = np.where(np.concatenate([link[1:], [False]]), np.concatenate([yc[1:], [np.nan]]), np.nan)
+        half_prev = 0.5 * (yc + prev_y)
+        half_next = 0.5 * (yc + next_y)
+        lo = np.fmin(np.fmin(half_prev, half_next), yc)
+        hi = np.fmax(np.fmax(half_prev, half_next), yc)
+        cols = np.flatnonzero(on & (hi - lo >= 1.5))
+        if not len(cols):
+            continue
+        level = np.maximum(bridge * peak[b][cols], BRIDGE_FLOOR).astype(np.float32)
+        sub = out[b][:, cols]
+        span = (rows >= np.floor(lo[cols])[None, :]) & (rows <= np.ceil(hi[cols])[None, :])
+        out[b][:, cols] = np.where(span, np.maximum(sub, level[None, :]), sub)
     return out
+
+
+def _ink_width_at(mask: np.ndarray, y: np.ndarray, reach: int = 64) -> np.ndarray:
+    """Per column x: the length along x of the ink run through (x, round(y[x])) (0 off ink or
+    where y is NaN), counted up to `reach` px each way."""
+    h, w = mask.shape
+    cols = np.flatnonzero(np.isfinite(y))
+    out = np.zeros(w)
+    if not len(cols):
+        return out
+    rows = np.clip(np.round(y[cols]).astype(int), 0, h - 1)
+    width = mask[rows, cols].astype(np.float64)
+    for sign in (-1, 1):
+        going = mask[rows, cols].copy()
+        for d in range(1, reach + 1):
+            c = cols + sign * d
+            inside = (c >= 0) & (c < w)
+            going &= inside & mask[rows, np.clip(c, 0, w - 1)]
+            if not going.any():
+                break
+            width += going
+    out[cols] = width
+    return out
+
+
+BRIDGE_MAX_WIDTH_PENS = 6.0  # ink wider than this many pen widths along x is a blob, not a stroke
+BRIDGE_MIN_STEP = 10.0  # px between centres: smaller steps need no bridge (extract's tracking follows them)
+BRIDGE_FLOOR = 0.06  # above extract's default column threshold (0.05), so the bridge counts as a run
 
 
 def centre_weights(ink: np.ndarray, level: float = 0.5) -> np.ndarray:

@@ -27,7 +27,8 @@ class TrackOptions:
     gap_prob: float = 0.1  # a skipped column costs -log(gap_prob)
     slope_allowance: float = 25.0  # px per skipped column before a gap costs
     prior_y: Optional[float] = None  # optional preferred y (e.g. the band baseline) ...
-    prior_cost: float = 0.0  # ... and its cost per pixel of distance
+    prior_cost: float = 0.0  # ... and its cost per pixel of distance ...
+    prior_cap: Optional[float] = None  # ... counted up to this many pixels (None: no cap)
     saturation: float = 1.0  # runs peaking at or above this all count as sure ink
 
 
@@ -86,7 +87,10 @@ def track_runs(p: np.ndarray, options: Optional[TrackOptions] = None,
         unary = unary + np.where(present, penalty[centre_row, np.arange(w)[:, None]], 0.0)
     if o.prior_y is not None and o.prior_cost > 0:
         centre = 0.5 * (top + bottom)
-        unary = unary + np.where(present, o.prior_cost * np.abs(centre - o.prior_y), 0.0)
+        distance = np.abs(centre - o.prior_y)
+        if o.prior_cap is not None:
+            distance = np.minimum(distance, o.prior_cap)
+        unary = unary + np.where(present, o.prior_cost * distance, 0.0)
     gap_unary = -np.log(o.gap_prob)
     # States 0..k-1: runs; state k: no trace (carries the last run it came from).
     cost = np.concatenate([unary[0], [gap_unary]])
