@@ -23,6 +23,7 @@ from ecgdigit.errors import EcgdigitError, InputError
 from ecgdigit.image_io import load_image
 from ecgdigit.layout import CANONICAL_WIDTH, STANDARD_3X4, default_lead_lengths, seconds_to_canonical_x
 from ecgdigit.rectify import Rectification, rectify_to_canonical
+from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.trace.extract import ExtractOptions, extract_record
 
 # A weights folder holds stage2.pt (+ stage2.json beside it) or stage2/best.pt; a stage-2 training run
@@ -53,9 +54,7 @@ class DigitizeResult:
         return lead_consistency_db(self.record, self.fs)
 
 
-# Below this rectification confidence the traces read are worse than flat lines: on 36 dev images
-# (seed 6100) the 3 images under 0.1 scored -13.1, -9.5 and -2.6 dB, a flat fallback +0.5 dB.
-MIN_RECTIFY_CONFIDENCE = 0.1
+MIN_RECTIFY_CONFIDENCE = USABLE_CONFIDENCE  # pages less certain than this get a flat fallback
 
 
 class Digitizer:
