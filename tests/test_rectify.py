@@ -176,16 +176,6 @@ def test_page_cut_at_the_left_is_anchored_by_its_trace_ends(scan):
     assert err.mean() < 0.2, err.mean()
 
 
-def test_page_wider_than_the_image_is_found(clean):
-    """A close-up whose page is 1.25 times the image width: the large-grid pitch is still searched
-    (it was out of range and a 2 mm multiple of the small grid won, mirrored)."""
-    img, truth = _crop(clean, 0, int(0.8 * clean.image.shape[1]))
-    r = rectify_to_canonical(img)
-    assert r.orientation == 0, r.reason
-    err = _node_error_mm(r.nodes, truth, img.shape)
-    assert err.mean() < 0.2, err.mean()
-
-
 def test_small_page_in_a_large_photo(clean):
     """A page filling a fifth of the frame: pass 1 looks again at the page cropped out of the frame."""
     s = 0.45

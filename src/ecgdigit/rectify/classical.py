@@ -8,6 +8,9 @@ Steps
    a projection profile across each family near the image centre gives the large-grid pitch
    (autocorrelation) and phase (folded profile). This is an affine lattice in RELATIVE node
    indices (k along the family closest to image x, m along image y; (0, 0) near the centre).
+   The boxes are square: two families of unequal pitch or not about perpendicular (moire, a
+   faint family, a period that is a multiple of the box) are searched again, each family in turn
+   the reference. A page filling a small part of a photo is looked at again cropped out of it.
 3. Refinement, growing outwards from the centre: the grid feature is resampled into lattice
    space (16 samples per large box, cells centred on nodes); in every cell the median profile
    across each line family gives the line offset with a parabolic sub-sample peak; measured
@@ -19,10 +22,15 @@ Steps
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
    of their label nodes, header text at the top left and the speed line under the last row;
    the same marks mirrored / flipped count against), plus a term for how many detected nodes
-   fall inside the page's 57 x 44 grid. The ink is read a few boxes beyond the detected grid
-   where it looks like paper (page edges carry the pulses and first labels). The best code and
+   fall inside the page's 57 x 44 grid. The ink is read up to 10 boxes beyond the detected
+   grid where it looks like paper (page edges carry the pulses and first labels). The best code and
    its left-right mirror twin (code ^ 4) are compared explicitly. The best (code, shift) fixes
    the orientation and the absolute (j, i) indices.
+   The rows' common trace end (10 s), where >= 3 rows end together in plain view, sets the
+   time anchor when the layout fits about as well there (the template's own time anchor rests on
+   the pulses and labels, often cut off or faint). Lattice hypotheses that refine about equally
+   well (the colour and darkness features disagreeing; a step that spans two boxes, seen from
+   lines half-way between its steps) are each anchored, and the best layout score wins.
 5. The node field (with a margin ring) goes to `api.build_rectification` for the dense map and
    the one remap from the original image.
 """
@@ -45,11 +53,12 @@ PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
 PAGE_CROP_PAD = 0.04  # pad around the page mask, share of its longer side
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
-MAX_WORK_PIXELS = 6.0e6  # ... but never a working image larger than this (speed)
+MAX_WORK_PIXELS = 12.5e6  # ... but never a working image larger than this (speed; a 4032 x 3024 photo fits)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 INK_GROW_BOXES = 10  # the ink is read this many boxes beyond the detected grid
 INK_PAPER_FACTOR = 2.0
+ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
@@ -62,14 +71,17 @@ LABEL_WEIGHT = 1.0
 # speed/gain line (under the last row, starting 0..40 mm after time 0): regions nearly always inked
 HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
+MIRROR_PRIOR = 0.01  # head start of the unmirrored reading (pages are seen from the front)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
+GOOD_LAYOUT_SCORE = 0.15  # a hypothesis matching the layout this well with GOOD_NODE_COUNT nodes ends the search
+GOOD_NODE_COUNT = 1000
 MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
-PAGE_FRACTION_RANGE = (0.28, 1.5)  # page width / image long side, bounds the pitch search
-MAX_WINDOW_BOXES = 75
+PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
+MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from the lattice origin
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
 SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
@@ -217,7 +229,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     # pixel centres fill the sub-pixel bins unevenly (exactly so on unrotated scans): that leaves a
     # 1 px period whose multiples (5 px, 10 px) can outscore the grid; half a pixel of blur removes it
     prof = ndimage.gaussian_filter1d(prof, 0.5 / binw)
-    prof = prof - ndimage.uniform_filter1d(prof, min(int(4 * pitch_range[1] / binw), len(prof)) | 1)
+    prof = prof - ndimage.uniform_filter1d(prof, max(1, min(int(4 * pitch_range[1] / binw), len(prof))) | 1)
     n = len(prof)
     lo_f = max(2, int(2.2 / binw))  # smallest period worth looking at (small grid at low resolution)
     lo, hi = int(pitch_range[0] / binw), min(int(pitch_range[1] / binw), n // 3)
@@ -246,7 +258,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
         fund = max(peaks, key=lambda q: ac[q])
         y0, y1, y2 = ac[fund - 1], ac[fund], ac[fund + 1]
         den = y0 - 2 * y1 + y2
-        fund_f = fund + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
+        fund_f = fund + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)
         cand = int(round(5 * fund_f))
         half = max(2, int(0.3 * fund_f))
         if lo <= cand <= hi and cand + half + 1 < len(ac):
@@ -256,7 +268,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     strength = float(ac[best])
     y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
     den = y0 - 2 * y1 + y2
-    pitch = (best + (0.5 * (y0 - y2) / den if den < 0 else 0.0)) * binw
+    pitch = (best + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)) * binw
     # a multiple of the found period is the large grid when the found lines are not all alike:
     # a half-pitch lattice alternates large lines with empty gaps, a small-grid one has every
     # fifth line strong
@@ -335,6 +347,8 @@ def _square_families(f: np.ndarray, fams, thetas: np.ndarray, prof: np.ndarray):
     options = []
     for ref in ok:
         t_ref, p_ref, _, s_ref = ref
+        if not np.isfinite(p_ref) or p_ref <= 1.0:
+            continue
         perp = int(round((np.rad2deg(t_ref) + 90.0) % 180.0 / step)) % n
         half = int(round(SQUARE_ANGLE_DEG / step))
         window = [(perp + d) % n for d in range(-half, half + 1)]
@@ -538,9 +552,12 @@ class GridModel:
 
 
 def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
-            lam: float = 0.5) -> Optional[GridModel]:
+            lam: float = 0.5, bounds: Optional[Tuple[float, float, float, float]] = None) -> Optional[GridModel]:
+    """Grid model grown from `centre_xy` over the lattice window covering the image (or `bounds`,
+    (x0, y0, x1, y1) in image px: the page's box in a photo)."""
     h, w = f.shape
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+    x0, y0, x1, y1 = bounds if bounds is not None else (0, 0, w - 1, h - 1)
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
     km = lat.inverse(corners)
     k0 = int(max(np.floor(km[:, 0].min()) - 1, -MAX_WINDOW_BOXES))
     k1 = int(min(np.ceil(km[:, 0].max()) + 1, MAX_WINDOW_BOXES))
@@ -770,7 +787,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
 
     # (2) reading: code0 at its best placement against its mirror twin at the twin's best placement
     cand = [(best[c][0], c, int(full[c][1][best[c][1]]), int(full[c][2][best[c][2]])) for c in (code0, twin)]
-    cand.sort(reverse=True)
+    # a scan or photo shows the page's front: a mirrored reading must win clearly
+    cand.sort(key=lambda q: q[0] + (MIRROR_PRIOR if q[1] < 4 else 0.0), reverse=True)
     pair_score = max(cand[0][0], best[code0][0])
     axis_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS) if c % 2 != code0 % 2)
     flip_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS)
@@ -778,10 +796,16 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     if _DEBUG:
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
     score, code, dj, di = cand[0]
-    mirror_margin = cand[0][0] - cand[1][0]
+    mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
     margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
-    di_end = _trace_end_anchor(layout.undo_orientation(obs, code), dj, layout.undo_orientation(on_grid_px, code))
+    up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
+    di_end = _trace_end_anchor(up, dj, up_read)
+    ends = _row_trace_ends(up, dj, up_read)
+    if len(ends) >= 3 and max(ends) - min(ends) > ROW_END_SPREAD_MM * S / layout.LARGE_GRID_MM:
+        # the rows end together on paper: ends far apart in plain view mean a wrong field (a
+        # moire lattice locked onto the wrong lines in places) or a wrong row anchor
+        margin = min(margin, 0.3)
     if di_end is not None and di_end != di:
         # the template's time anchor rests on what precedes time 0 and the labels (often cut off,
         # torn or faint); where >= 3 rows end together in plain view, their ends decide, unless
@@ -797,8 +821,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     return code, dj, di, score, margin, float(obs.sum())
 
 
-def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
-    """Box shift di that puts the rows' trace ends on the 10 s line, or None when rows disagree.
+def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
+    """Sample index (x) where each row's trace ends, for the rows whose end is found.
 
     `read` (the samples of `up` that were read, same shape): an end followed by samples not read
     (the image border, a torn or shadowed edge) may be where the view ends, not the trace."""
@@ -824,7 +848,16 @@ def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None
             seen = int(TRACE_END_SEEN_MM / mm_per)
             if read is not None and (end + 1 + seen > w or not read[p_b, end + 1:end + 1 + seen].all()):
                 continue
-            ends.append(end)
+            ends.append(int(end))
+    return ends
+
+
+def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
+    """Box shift di that puts the rows' trace ends on the 10 s line, or None when fewer than 3
+    rows show their end or they disagree (see `_row_trace_ends` for `read`)."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    ends = _row_trace_ends(up, dj, read)
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
@@ -902,7 +935,13 @@ def _grid_model(rgb: np.ndarray, lat_full: Lattice, from_chroma: bool, mask1: Op
     elif mask_w is not None:
         ys, xs = np.nonzero(mask_w[::4, ::4])
         centre = np.array([xs.mean() * 4, ys.mean() * 4])
-    model = _refine(feat, lat_w, centre)
+    bounds = None
+    if mask_w is not None:  # the page's box (with a margin of a few boxes): the window need not cover the room
+        ys, xs = np.nonzero(mask_w[::4, ::4])
+        pad = 3 * _box_px(lat_w)
+        bounds = (max(0.0, xs.min() * 4 - pad), max(0.0, ys.min() * 4 - pad),
+                  min(work.shape[1] - 1.0, xs.max() * 4 + pad), min(work.shape[0] - 1.0, ys.max() * 4 + pad))
+    model = _refine(feat, lat_w, centre, bounds=bounds)
     timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - t0
     return model, dark, feat, (swx, swy)
 
@@ -1042,6 +1081,8 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
                 results.append((oa[3], int(mdl.found.sum()), mdl, drk, sw_, oa))
                 if _DEBUG:
                     print("hypothesis: layout score", round(oa[3], 3), "found", int(mdl.found.sum()))
+        if any(q[0] >= GOOD_LAYOUT_SCORE and q[1] >= GOOD_NODE_COUNT for q in results):
+            break  # a well-matched page: the other feature's lattice is not needed
     if not results:
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
@@ -1058,7 +1099,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if n_found < 1000:
         reasons.append(f"only {n_found} page grid nodes detected")
     if margin < 1.0:
-        reasons.append(f"orientation uncertain (margin {margin:.3f})")
+        reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
     if score < 0.2:
         reasons.append(f"weak layout match (score {score:.3f})")
     if outside > 0.1 * max(model.found.sum(), 1):
