@@ -54,6 +54,7 @@ PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this sha
 PAGE_CROP_PAD = 0.04  # pad around the page mask, share of its longer side
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 MAX_WORK_PIXELS = 12.5e6  # ... but never a working image larger than this (speed; a 4032 x 3024 photo fits)
+RETRY_WORK_FACTOR = 0.75  # a page not matched well is refined again at this share of the working resolution
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 INK_GROW_BOXES = 10  # the ink is read this many boxes beyond the detected grid
@@ -1055,34 +1056,47 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         tries.append(cands[1])
     results = []  # (score, n_found, model, dark, (swx, swy), oa)
     n_best = 0
-    for _, from_chroma, lat1 in tries:
+
+    def attempt(from_chroma: bool, lat1: Lattice, wpx: float) -> bool:
+        """Refine and anchor one lattice hypothesis at `wpx` px per box; True when it matches well."""
+        nonlocal n_best
         lat_full = Lattice((lat1.origin + 0.5) / np.array([s1x, s1y]) - 0.5 + np.array([ox, oy]),
                            lat1.a / np.array([s1x, s1y]), lat1.b / np.array([s1x, s1y]), lat1.strength, lat1.local)
         if _DEBUG:
             print("lattice (full px)", lat_full.a.round(2), lat_full.b.round(2), "chroma" if from_chroma else "dark",
-                  "crop", (ox, oy))
-        model, dark, feat, sw = _grid_model(rgb, lat_full, from_chroma, mask1, work_px_per_box, timings)
+                  "crop", (ox, oy), "px/box", wpx)
+        model, dark, feat, sw = _grid_model(rgb, lat_full, from_chroma, mask1, wpx, timings)
         if model is None or model.found.sum() < MIN_FOUND_NODES:
             n_best = max(n_best, 0 if model is None else int(model.found.sum()))
-            continue
+            return False
         hyps = [(model, dark, sw)]
         div = _box_divisions(feat, model)
         split_box = _box_px(lat_full) / np.sqrt(div[0] * div[1])
         if div != (1, 1) and split_box >= PAGE_FRACTION_RANGE[0] * max(h, w) / (layout.LETTER.width_mm / layout.LARGE_GRID_MM):
-            model2, dark2, _, sw2 = _grid_model(rgb, _local_lattice(model, div, *sw), from_chroma, mask1,
-                                                work_px_per_box, timings)
+            model2, dark2, _, sw2 = _grid_model(rgb, _local_lattice(model, div, *sw), from_chroma, mask1, wpx, timings)
             if model2 is not None and model2.found.sum() >= MIN_FOUND_NODES:
                 hyps.append((model2, dark2, sw2))
+        good = False
         for mdl, drk, sw_ in hyps:
             t0 = time.perf_counter()
             oa = _orient_and_anchor(drk, mdl)
             timings["orientation"] = timings.get("orientation", 0.0) + time.perf_counter() - t0
             if oa is not None:
                 results.append((oa[3], int(mdl.found.sum()), mdl, drk, sw_, oa))
+                good |= oa[3] >= GOOD_LAYOUT_SCORE and int(mdl.found.sum()) >= GOOD_NODE_COUNT
                 if _DEBUG:
                     print("hypothesis: layout score", round(oa[3], 3), "found", int(mdl.found.sum()))
-        if any(q[0] >= GOOD_LAYOUT_SCORE and q[1] >= GOOD_NODE_COUNT for q in results):
+        return good
+
+    good = False
+    for _, from_chroma, lat1 in tries:
+        if attempt(from_chroma, lat1, work_px_per_box):
+            good = True
             break  # a well-matched page: the other feature's lattice is not needed
+    if not good:
+        # a second look at a coarser working resolution: screen pixels, moire and fine print
+        # texture blur away there (and a refinement stuck on them may grow through)
+        attempt(tries[0][1], tries[0][2], RETRY_WORK_FACTOR * work_px_per_box)
     if not results:
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
