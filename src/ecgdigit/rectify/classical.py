@@ -59,6 +59,7 @@ SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
 INK_GROW_BOXES = 10  # the ink is read this many boxes beyond the detected grid
 INK_PAPER_FACTOR = 2.0
+GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the median box shows the grid
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
@@ -718,7 +719,12 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
         box_med = np.median(clean.reshape(nm, nk, -1), axis=-1)
         ref = float(np.median(box_med[on_grid]))
         paper = box_med <= max(INK_PAPER_FACTOR * ref, INK_PAPER_ABS * float(np.percentile(clean[on_grid], 99.5)))
-        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper
+        # ... and where the grid shows (a scanner lid, a table, a bezel and the dark band along the
+        # page's edge against them have no grid; that band would look like a trace row)
+        gc = grid_cell - grid_cell.mean()
+        cc = cells - cells.mean(axis=(2, 3), keepdims=True)
+        corr = (cc * gc).sum(axis=(2, 3)) / np.sqrt((cc ** 2).sum(axis=(2, 3)) * (gc ** 2).sum() + 1e-12)
+        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper & (corr > GRID_SHOWS_CORR)
         on_grid = on_grid | grown
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     # samples beyond the image are not read (they are no evidence of empty paper)
