@@ -61,6 +61,7 @@ INK_GROW_BOXES = 10  # the ink is read this many boxes beyond the detected grid
 INK_PAPER_FACTOR = 2.0
 GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the median box shows the grid
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
+TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
@@ -825,6 +826,15 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             print("di template", di, "di from trace ends", di_end, "score there", round(s_end, 3), "best", round(score, 3))
         if abs(di_end - di) <= 1 or s_end >= TRACE_END_SCORE_SHARE * score:
             di = di_end
+    if di_end is None:
+        # no trace end confirms the time anchor: the template's score is nearly flat along time
+        # (the bands slide along the traces), so a neighbour shift about as good makes it doubtful
+        sc, djs, dis = full[code]
+        a = int(np.nonzero(djs == dj)[0][0])
+        b = int(np.nonzero(dis == di)[0][0])
+        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1]]
+        if side:
+            margin = min(margin, max(0.1, (float(sc[a, b]) - max(side)) / TIME_ANCHOR_MARGIN_UNIT))
     return code, dj, di, score, margin, float(obs.sum())
 
 
