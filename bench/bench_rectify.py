@@ -33,7 +33,8 @@ ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "00
 
 def print_table(rows, title):
     print(f"\n{title}")
-    hdr = f"{'type':>6} {'n':>4} {'orient%':>8} {'grid o%':>8} {'mean mm':>8} {'p95 mm':>8} {'reject%':>8} {'conf':>5} {'s/img':>6}  stages (s)"
+    hdr = (f"{'type':>6} {'n':>4} {'orient%':>8} {'grid o%':>8} {'mean mm':>8} {'p95 mm':>8} {'grid mm':>8} "
+           f"{'grid p95':>8} {'reject%':>8} {'grid rj%':>8} {'conf':>5} {'s/img':>6}  stages (s)")
     print(hdr)
     print("-" * len(hdr) + "-" * 40)
     for name, recs in rows.items():
@@ -43,6 +44,10 @@ def print_table(rows, title):
         ok_grid = np.mean(with_grid) * 100 if with_grid else np.nan
         errs = np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
         rej = np.mean([r["rejected"] for r in recs]) * 100
+        gridded = [r for r in recs if r.get("grid", True)]
+        errs_g = np.concatenate([r["err"] for r in gridded if r["orient_ok"] and not r["rejected"]]
+                                or [np.array([np.nan])])
+        rej_g = np.mean([r["rejected"] for r in gridded]) * 100 if gridded else np.nan
         conf = np.mean([r["conf"] for r in recs])
         tot = np.mean([r["seconds"] for r in recs])
         stages = defaultdict(list)
@@ -50,10 +55,12 @@ def print_table(rows, title):
             for k, v in r["timings"].items():
                 stages[k].append(v)
         st = " ".join(f"{k}={np.mean(v):.2f}" for k, v in stages.items())
-        print(f"{name:>6} {n:4d} {ok:8.1f} {ok_grid:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} {rej:8.1f} "
+        print(f"{name:>6} {n:4d} {ok:8.1f} {ok_grid:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} "
+              f"{np.nanmean(errs_g):8.3f} {np.nanpercentile(errs_g, 95):8.3f} {rej:8.1f} {rej_g:8.1f} "
               f"{conf:5.2f} {tot:6.2f}  {st}")
     print("(node errors over correctly oriented, non-rejected images; wrong orientation counts in orient%;\n"
-          " 'grid o%': orientation accuracy over pages printed with a grid - synth draws 8% gridless pages)")
+          " 'grid o%', 'grid mm', 'grid p95', 'grid rj%': the same over pages printed with a grid only -\n"
+          " synth draws 8% gridless pages)")
 
 
 def run_synthetic(types, records, seed, all_orientations, rectify):
@@ -79,9 +86,9 @@ def run_synthetic(types, records, seed, all_orientations, rectify):
         err = node_errors_mm(r.nodes, truth, image.shape[1], image.shape[0])
         rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
                             seconds=sec, timings=r.timings, grid=smp.page.style.grid != "none"))
-        if r.orientation != code or (not r.rejected and err.mean() > 1.0):
+        if r.orientation != code or r.rejected or err.mean() > 1.0:
             tqdm.write(f"  {t} #{k} (grid {smp.page.style.grid}): orientation {code} -> {r.orientation}, "
-                       f"mean err {err.mean():.2f} mm, "
+                       f"mean err {err.mean():.2f} mm, {'REJECTED ' if r.rejected else ''}"
                        f"conf {r.confidence:.2f} {r.reason}")
     return rows
 

@@ -153,3 +153,88 @@ def test_photo_mirror_and_flip_told_apart(photo, extra):
     if extra == 0:
         err = _node_error_mm(r.nodes, photo.grid_nodes, photo.image.shape)
         assert err.mean() < 0.6, err.mean()
+
+
+def _crop(sample, x0, x1, y0=0, y1=None):
+    """A part of a page (a close-up photo or a scan that missed an edge) and its node labels."""
+    img = sample.image[y0:y1, x0:x1]
+    return np.ascontiguousarray(img), sample.grid_nodes - np.array([x0, y0])
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return make_sample(SEED, 1, "0003")
+
+
+def test_page_cut_at_the_left_is_anchored_by_its_trace_ends(scan):
+    """With the pulses and the first column of labels cut off, the layout template alone slides
+    the page by whole boxes; the rows' common trace end (10 s) fixes the time anchor."""
+    img, truth = _crop(scan, int(0.15 * scan.image.shape[1]), None)
+    r = rectify_to_canonical(img)
+    assert r.orientation == scan.orientation == 0, r.reason
+    err = _node_error_mm(r.nodes, truth, img.shape)
+    assert err.mean() < 0.2, err.mean()
+
+
+def test_small_page_in_a_large_photo(clean):
+    """A page filling a fifth of the frame: pass 1 looks again at the page cropped out of the frame."""
+    s = 0.45
+    page = cv2.resize(clean.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    canvas = np.full((1500, 2000, 3), (60, 70, 80), np.uint8)
+    canvas[400:400 + page.shape[0], 700:700 + page.shape[1]] = page
+    truth = (clean.grid_nodes + 0.5) * s - 0.5 + np.array([700, 400])
+    r = rectify_to_canonical(canvas)
+    assert r.orientation == 0, r.reason
+    err = _node_error_mm(r.nodes, truth, canvas.shape)
+    assert err.mean() < 0.3, err.mean()
+
+
+def _clean_lattice(sample, a_boxes=1, b_boxes=1):
+    """The exact lattice of an upright clean page (original pixels) with steps of several boxes."""
+    from ecgdigit.rectify.classical import Lattice
+
+    nodes = sample.grid_nodes
+    o = nodes[20, 28]
+    return Lattice(o, (nodes[20, 29] - o) * a_boxes, (nodes[21, 28] - o) * b_boxes, 1.0, True)
+
+
+def test_two_box_lattice_step_is_divided(clean):
+    """A lattice step spanning two boxes (moire / faint lines make its period the strongest) refines
+    as well as the right one; the lines half-way between its steps give it away."""
+    from ecgdigit.rectify.classical import WORK_PX_PER_BOX, _box_divisions, _grid_model
+
+    for steps, expected in (((1, 1), (1, 1)), ((2, 1), (2, 1)), ((1, 2), (1, 2))):
+        model, _, feat, _ = _grid_model(clean.image, _clean_lattice(clean, *steps), True, None, WORK_PX_PER_BOX, {})
+        assert model is not None and model.found.sum() > 300
+        assert _box_divisions(feat, model) == expected, steps
+
+
+def test_square_families_repair_a_doubled_pitch(clean):
+    """The two line families of a square grid have about equal pitch: a family found at twice the
+    box is searched again near the other's pitch."""
+    from ecgdigit.rectify import classical as C
+
+    small = cv2.resize(clean.image, (1024, round(1024 * clean.image.shape[0] / clean.image.shape[1])),
+                       interpolation=cv2.INTER_AREA)
+    _, chroma = C._features(small)
+    f = C._clip_at_percentile(chroma, C.CLIP_PCT[True])
+    thetas, prof = C._angle_spectrum(f)
+    box = 1024 / clean.image.shape[1] * np.linalg.norm(clean.grid_nodes[0, 1] - clean.grid_nodes[0, 0])
+    vert = (0.0, *C._family(f, 0.0, (0.8 * box, 1.2 * box)))
+    doubled = (np.pi / 2, *C._family(f, np.pi / 2, (1.8 * box, 2.2 * box)))
+    assert abs(doubled[1] - 2 * box) < 0.1 * box  # the doubled family is a real period of the grid
+    fams = C._square_families(f, [vert, doubled], thetas, prof)
+    pitches = sorted(q[1] for q in fams)
+    assert abs(pitches[0] - box) < 0.05 * box and abs(pitches[1] - box) < 0.05 * box, pitches
+
+
+def test_scan_on_a_dark_lid_keeps_its_rows():
+    """A colour scan on a dark scanner lid (the page found failing on bench seed 9600): the dark band
+    along the page's edge was read as ink and matched a trace row, shifting the page by 5 rows; the
+    ink is now read only where the grid shows."""
+    smp = make_sample(9600, 2, "0003")
+    assert smp.image[:5, :5].mean() < 80  # the lid around the page is dark
+    r = rectify_to_canonical(smp.image)
+    assert r.orientation == smp.orientation, r.reason
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert err.mean() < 0.2, err.mean()

@@ -8,6 +8,9 @@ Steps
    a projection profile across each family near the image centre gives the large-grid pitch
    (autocorrelation) and phase (folded profile). This is an affine lattice in RELATIVE node
    indices (k along the family closest to image x, m along image y; (0, 0) near the centre).
+   The boxes are square: two families of unequal pitch or not about perpendicular (moire, a
+   faint family, a period that is a multiple of the box) are searched again, each family in turn
+   the reference. A page filling a small part of a photo is looked at again cropped out of it.
 3. Refinement, growing outwards from the centre: the grid feature is resampled into lattice
    space (16 samples per large box, cells centred on nodes); in every cell the median profile
    across each line family gives the line offset with a parabolic sub-sample peak; measured
@@ -19,10 +22,15 @@ Steps
    baselines from vertical line 3 to 53, calibration pulses left of line 3, lead labels right
    of their label nodes, header text at the top left and the speed line under the last row;
    the same marks mirrored / flipped count against), plus a term for how many detected nodes
-   fall inside the page's 57 x 44 grid. The ink is read a few boxes beyond the detected grid
-   where it looks like paper (page edges carry the pulses and first labels). The best code and
+   fall inside the page's 57 x 44 grid. The ink is read up to 10 boxes beyond the detected
+   grid where it looks like paper (page edges carry the pulses and first labels). The best code and
    its left-right mirror twin (code ^ 4) are compared explicitly. The best (code, shift) fixes
    the orientation and the absolute (j, i) indices.
+   The rows' common trace end (10 s), where >= 3 rows end together in plain view, sets the
+   time anchor when the layout fits about as well there (the template's own time anchor rests on
+   the pulses and labels, often cut off or faint). Lattice hypotheses that refine about equally
+   well (the colour and darkness features disagreeing; a step that spans two boxes, seen from
+   lines half-way between its steps) are each anchored, and the best layout score wins.
 5. The node field (with a margin ring) goes to `api.build_rectification` for the dense map and
    the one remap from the original image.
 """
@@ -42,11 +50,21 @@ from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as
                                   rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
+PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
+PAGE_CROP_PAD = 0.04  # pad around the page mask, share of its longer side
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
+MAX_WORK_PIXELS = 12.5e6  # ... but never a working image larger than this (speed; a 4032 x 3024 photo fits)
+RETRY_WORK_FACTOR = 0.75  # a page not matched well is refined again at this share of the working resolution
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution during refinement
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
-INK_GROW_BOXES = 3  # the ink is read this many boxes beyond the detected grid
+INK_GROW_BOXES = 10  # the ink is read this many boxes beyond the detected grid
 INK_PAPER_FACTOR = 2.0
+GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the median box shows the grid
+ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
+TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
+TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
+INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
 INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
 INK_PAPER_ABS = 0.05
 _DEBUG = False
@@ -56,14 +74,21 @@ LABEL_WEIGHT = 1.0
 # speed/gain line (under the last row, starting 0..40 mm after time 0): regions nearly always inked
 HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
+MIRROR_PRIOR = 0.01  # head start of the unmirrored reading (pages are seen from the front)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
+GOOD_LAYOUT_SCORE = 0.15  # a hypothesis matching the layout this well with GOOD_NODE_COUNT nodes ends the search
+GOOD_NODE_COUNT = 1000
+MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
-MAX_WINDOW_BOXES = 75
+MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from the lattice origin
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
+SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
+SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
+SPLIT_LINE_RATIO = 0.6  # lines half-way between a lattice step's lines this strong: the step spans 2 boxes
 MULTIPLE_LINE_RATIO = 0.5  # lines of a found period this much weaker than the strongest: a multiple is the grid
 CLIP_PCT = {True: 99.5, False: 98.0}  # grid-feature clip: colour grid / darkness (limits traces)
 
@@ -207,7 +232,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     # pixel centres fill the sub-pixel bins unevenly (exactly so on unrotated scans): that leaves a
     # 1 px period whose multiples (5 px, 10 px) can outscore the grid; half a pixel of blur removes it
     prof = ndimage.gaussian_filter1d(prof, 0.5 / binw)
-    prof = prof - ndimage.uniform_filter1d(prof, int(4 * pitch_range[1] / binw) | 1)
+    prof = prof - ndimage.uniform_filter1d(prof, max(1, min(int(4 * pitch_range[1] / binw), len(prof))) | 1)
     n = len(prof)
     lo_f = max(2, int(2.2 / binw))  # smallest period worth looking at (small grid at low resolution)
     lo, hi = int(pitch_range[0] / binw), min(int(pitch_range[1] / binw), n // 3)
@@ -236,7 +261,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
         fund = max(peaks, key=lambda q: ac[q])
         y0, y1, y2 = ac[fund - 1], ac[fund], ac[fund + 1]
         den = y0 - 2 * y1 + y2
-        fund_f = fund + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
+        fund_f = fund + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)
         cand = int(round(5 * fund_f))
         half = max(2, int(0.3 * fund_f))
         if lo <= cand <= hi and cand + half + 1 < len(ac):
@@ -246,7 +271,7 @@ def _family(f: np.ndarray, theta: float, pitch_range: Tuple[float, float]) -> Op
     strength = float(ac[best])
     y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
     den = y0 - 2 * y1 + y2
-    pitch = (best + (0.5 * (y0 - y2) / den if den < 0 else 0.0)) * binw
+    pitch = (best + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)) * binw
     # a multiple of the found period is the large grid when the found lines are not all alike:
     # a half-pitch lattice alternates large lines with empty gaps, a small-grid one has every
     # fifth line strong
@@ -303,6 +328,64 @@ def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
     return best
 
 
+def _square_families(f: np.ndarray, fams, thetas: np.ndarray, prof: np.ndarray):
+    """The two line families of a SQUARE grid: about perpendicular, about equal pitch.
+
+    Moire, a faint family or a strong small grid can make one family's strongest period a
+    multiple (or a fraction) of the box, or its strongest angle a beat pattern's. When the two
+    disagree, each family in turn is taken as the reference and the other is searched again near
+    the perpendicular and within the reference pitch's range; the pair with the stronger weaker
+    family wins (the shorter pitch when they are about as strong: a period's multiples are
+    periods too). None when no consistent pair is found."""
+    ok = [q for q in fams if q is not None]
+    if len(ok) == 2:
+        (t1, p1, _, s1), (t2, p2, _, s2) = ok
+        dev = abs((np.rad2deg(t2 - t1) % 180.0) - 90.0)
+        if max(p1, p2) / min(p1, p2) <= SQUARE_PITCH_RATIO and dev <= SQUARE_ANGLE_DEG:
+            return fams
+    if not ok:
+        return None
+    step = float(np.rad2deg(thetas[1] - thetas[0]))
+    n = len(prof)
+    options = []
+    for ref in ok:
+        t_ref, p_ref, _, s_ref = ref
+        if not np.isfinite(p_ref) or p_ref <= 1.0:
+            continue
+        perp = int(round((np.rad2deg(t_ref) + 90.0) % 180.0 / step)) % n
+        half = int(round(SQUARE_ANGLE_DEG / step))
+        window = [(perp + d) % n for d in range(-half, half + 1)]
+        peak = max(window, key=lambda q: prof[q])
+        cands = {np.deg2rad(_circular_peak(prof, peak) * step), np.deg2rad(perp * step)}
+        found = []
+        for theta in cands:
+            r = _family(f, theta, (p_ref / SQUARE_PITCH_RATIO, p_ref * SQUARE_PITCH_RATIO))
+            if r is not None:
+                found.append((theta, *r))
+        if found:
+            other = max(found, key=lambda q: q[3])
+            options.append((min(s_ref, other[3]), max(p_ref, other[1]), [ref, other]))
+    if not options:
+        return None
+    options.sort(key=lambda q: -q[0])
+    best = options[0]
+    for opt in options[1:]:  # about as strong with shorter boxes: the longer was a multiple
+        if opt[1] < best[1] / 1.5 and opt[0] >= 0.75 * best[0]:
+            best = opt
+    return best[2]
+
+
+def _lattices_differ(p: Lattice, q: Lattice) -> bool:
+    """Two lattice estimates that do not describe the same grid (box size or line angles)."""
+    if max(_box_px(p), _box_px(q)) / max(min(_box_px(p), _box_px(q)), 1e-9) > 1.08:
+        return True
+    for u, v in ((p.a, q.a), (p.b, q.b)):
+        cos = abs(float(u @ v)) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)
+        if cos < np.cos(np.deg2rad(3.0)):
+            return True
+    return False
+
+
 def _box_px(lat: "Lattice") -> float:
     return float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
 
@@ -324,9 +407,10 @@ def _estimate_lattice_in(f: np.ndarray, L: int) -> Optional[Lattice]:
     fams = []
     for theta in th:
         r = _family(f, theta, (box_lo, box_hi))
-        if r is None:
-            return None
-        fams.append((theta, *r))
+        fams.append(None if r is None else (theta, *r))
+    fams = _square_families(f, fams, thetas, prof)
+    if fams is None:
+        return None
     # vertical lines: normal closest to image x; orient normals to +x / +y
     fams.sort(key=lambda q: -abs(np.cos(q[0])))
     (tv, pv, phv, sv), (thh, ph_, phh, sh) = fams
@@ -471,9 +555,12 @@ class GridModel:
 
 
 def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
-            lam: float = 0.5) -> Optional[GridModel]:
+            lam: float = 0.5, bounds: Optional[Tuple[float, float, float, float]] = None) -> Optional[GridModel]:
+    """Grid model grown from `centre_xy` over the lattice window covering the image (or `bounds`,
+    (x0, y0, x1, y1) in image px: the page's box in a photo)."""
     h, w = f.shape
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+    x0, y0, x1, y1 = bounds if bounds is not None else (0, 0, w - 1, h - 1)
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
     km = lat.inverse(corners)
     k0 = int(max(np.floor(km[:, 0].min()) - 1, -MAX_WINDOW_BOXES))
     k1 = int(min(np.ceil(km[:, 0].max()) + 1, MAX_WINDOW_BOXES))
@@ -605,8 +692,9 @@ def _layout_template(S: int = INK_SAMPLES_PER_BOX) -> np.ndarray:
 
 
 def _ink_raster(dark: np.ndarray, model: GridModel):
-    """(ink, on_grid): the darkness resampled to lattice space (S samples per box, cells centred
-    on nodes) with the grid removed and scaled to 0..1, and the boxes inside the detected grid.
+    """(ink, read): the darkness resampled to lattice space (S samples per box, cells centred
+    on nodes) with the grid removed and scaled to 0..1, and the samples read (the detected grid,
+    grown into paper-like boxes, inside the image).
     None when there is no ink at all."""
     S = INK_SAMPLES_PER_BOX
     nm, nk = model.found.shape
@@ -632,19 +720,27 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
         box_med = np.median(clean.reshape(nm, nk, -1), axis=-1)
         ref = float(np.median(box_med[on_grid]))
         paper = box_med <= max(INK_PAPER_FACTOR * ref, INK_PAPER_ABS * float(np.percentile(clean[on_grid], 99.5)))
-        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper
+        # ... and where the grid shows (a scanner lid, a table, a bezel and the dark band along the
+        # page's edge against them have no grid; that band would look like a trace row)
+        gc = grid_cell - grid_cell.mean()
+        cc = cells - cells.mean(axis=(2, 3), keepdims=True)
+        corr = (cc * gc).sum(axis=(2, 3)) / np.sqrt((cc ** 2).sum(axis=(2, 3)) * (gc ** 2).sum() + 1e-12)
+        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper & (corr > GRID_SHOWS_CORR)
         on_grid = on_grid | grown
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
+    # samples beyond the image are not read (they are no evidence of empty paper)
+    h, w = dark.shape
+    on_grid_px &= (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
     obs = np.clip(cells - grid_cell[None, None], 0, None).transpose(0, 2, 1, 3).reshape(nm * S, nk * S)
     if INK_TOPHAT_MM:
         # traces, pulses and text are thin strokes; shadows, bezels and stains are wide blobs
         obs = obs - ndimage.grey_opening(obs, size=(INK_TOPHAT_MM, INK_TOPHAT_MM))
     obs = np.where(on_grid_px, obs, 0.0)
-    scale = float(np.percentile(obs[on_grid_px], 99.5))
+    scale = float(np.percentile(obs[on_grid_px], INK_SCALE_PCT))
     if scale < 1e-3:
         return None
     obs = np.minimum(obs / scale, 1.0)
-    return obs, on_grid
+    return obs, on_grid_px
 
 
 def _orient_and_anchor(dark: np.ndarray, model: GridModel):
@@ -660,8 +756,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     raster = _ink_raster(dark, model)
     if raster is None:
         return None
-    obs, on_grid = raster
-    on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
+    obs, on_grid_px = raster
     level = np.median(obs[on_grid_px])
     obs0 = np.where(on_grid_px, obs - level, 0.0)
     tmpl = _layout_template(S)
@@ -700,7 +795,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
 
     # (2) reading: code0 at its best placement against its mirror twin at the twin's best placement
     cand = [(best[c][0], c, int(full[c][1][best[c][1]]), int(full[c][2][best[c][2]])) for c in (code0, twin)]
-    cand.sort(reverse=True)
+    # a scan or photo shows the page's front: a mirrored reading must win clearly
+    cand.sort(key=lambda q: q[0] + (MIRROR_PRIOR if q[1] < 4 else 0.0), reverse=True)
     pair_score = max(cand[0][0], best[code0][0])
     axis_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS) if c % 2 != code0 % 2)
     flip_margin = pair_score - max(best[c][0] for c in range(layout.N_ORIENTATIONS)
@@ -708,19 +804,45 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     if _DEBUG:
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
     score, code, dj, di = cand[0]
-    mirror_margin = cand[0][0] - cand[1][0]
+    mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
     margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
-    di_end = _trace_end_anchor(layout.undo_orientation(obs, code), dj)
-    if _DEBUG:
-        print("di template", di, "di from trace ends", di_end)
-    if di_end is not None and abs(di_end - di) <= 1:
-        di = di_end
+    up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
+    di_end = _trace_end_anchor(up, dj, up_read)
+    ends = _row_trace_ends(up, dj, up_read)
+    if len(ends) >= 3 and max(ends) - min(ends) > ROW_END_SPREAD_MM * S / layout.LARGE_GRID_MM:
+        # the rows end together on paper: ends far apart in plain view mean a wrong field (a
+        # moire lattice locked onto the wrong lines in places) or a wrong row anchor
+        margin = min(margin, 0.3)
+    if di_end is not None and di_end != di:
+        # the template's time anchor rests on what precedes time 0 and the labels (often cut off,
+        # torn or faint); where >= 3 rows end together in plain view, their ends decide, unless
+        # the layout fits far worse there
+        sc, djs, dis = full[code]
+        a = int(np.nonzero(djs == dj)[0][0])
+        b = np.nonzero(dis == di_end)[0]
+        s_end = float(sc[a, b[0]]) if b.size else -np.inf
+        if _DEBUG:
+            print("di template", di, "di from trace ends", di_end, "score there", round(s_end, 3), "best", round(score, 3))
+        if abs(di_end - di) <= 1 or s_end >= TRACE_END_SCORE_SHARE * score:
+            di = di_end
+    if di_end is None:
+        # no trace end confirms the time anchor: the template's score is nearly flat along time
+        # (the bands slide along the traces), so a neighbour shift about as good makes it doubtful
+        sc, djs, dis = full[code]
+        a = int(np.nonzero(djs == dj)[0][0])
+        b = int(np.nonzero(dis == di)[0][0])
+        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1]]
+        if side:
+            margin = min(margin, max(0.1, (float(sc[a, b]) - max(side)) / TIME_ANCHOR_MARGIN_UNIT))
     return code, dj, di, score, margin, float(obs.sum())
 
 
-def _trace_end_anchor(up: np.ndarray, dj: int) -> Optional[int]:
-    """Box shift di that puts the rows' trace ends on the 10 s line, or None when rows disagree."""
+def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
+    """Sample index (x) where each row's trace ends, for the rows whose end is found.
+
+    `read` (the samples of `up` that were read, same shape): an end followed by samples not read
+    (the image border, a torn or shadowed edge) may be where the view ends, not the trace."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     h, w = up.shape
@@ -739,7 +861,20 @@ def _trace_end_anchor(up: np.ndarray, dj: int) -> Optional[int]:
         runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
         if runs:
-            ends.append(runs[-1][-1])
+            end = runs[-1][-1]
+            seen = int(TRACE_END_SEEN_MM / mm_per)
+            if read is not None and (end + 1 + seen > w or not read[p_b, end + 1:end + 1 + seen].all()):
+                continue
+            ends.append(int(end))
+    return ends
+
+
+def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
+    """Box shift di that puts the rows' trace ends on the 10 s line, or None when fewer than 3
+    rows show their end or they disagree (see `_row_trace_ends` for `read`)."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    ends = _row_trace_ends(up, dj, read)
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
@@ -787,6 +922,90 @@ def _page_node_field(model: GridModel, code: int, dj: int, di: int, swx: float, 
     return node_field, found
 
 
+def _grid_model(rgb: np.ndarray, lat_full: Lattice, from_chroma: bool, mask1: Optional[np.ndarray],
+                work_px_per_box: float, timings: Dict[str, float]):
+    """(model, darkness, grid feature, (swx, swy)) of the image refined from `lat_full` (original
+    pixels) at the working resolution of its box size."""
+    t0 = time.perf_counter()
+    h, w = rgb.shape[:2]
+    box_full = _box_px(lat_full)
+    sw = min(1.0, work_px_per_box / box_full, np.sqrt(MAX_WORK_PIXELS / (h * w)))
+    work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
+        if sw < 1 else rgb
+    swx, swy = work.shape[1] / w, work.shape[0] / h
+    dark, chroma = _features(work)
+    mask_w = None
+    if mask1 is not None:
+        mask_w = cv2.resize(mask1.astype(np.uint8), (work.shape[1], work.shape[0]),
+                            interpolation=cv2.INTER_NEAREST).astype(bool)
+    feat = _clip_at_percentile(chroma if from_chroma else dark, CLIP_PCT[from_chroma], mask_w)
+    feat = cv2.GaussianBlur(feat, (0, 0), 0.8)
+    lat_w = Lattice((lat_full.origin + 0.5) * np.array([swx, swy]) - 0.5, lat_full.a * np.array([swx, swy]),
+                    lat_full.b * np.array([swx, swy]), lat_full.strength)
+    timings["features"] = timings.get("features", 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # grow from the page centre; under strong perspective (the pitch differs by up to a third
+    # across the page) from where the lattice was measured, the only place where it holds
+    centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
+    if lat_full.local:
+        centre = lat_w.origin
+    elif mask_w is not None:
+        ys, xs = np.nonzero(mask_w[::4, ::4])
+        centre = np.array([xs.mean() * 4, ys.mean() * 4])
+    bounds = None
+    if mask_w is not None:  # the page's box (with a margin of a few boxes): the window need not cover the room
+        ys, xs = np.nonzero(mask_w[::4, ::4])
+        pad = 3 * _box_px(lat_w)
+        bounds = (max(0.0, xs.min() * 4 - pad), max(0.0, ys.min() * 4 - pad),
+                  min(work.shape[1] - 1.0, xs.max() * 4 + pad), min(work.shape[0] - 1.0, ys.max() * 4 + pad))
+    model = _refine(feat, lat_w, centre, bounds=bounds)
+    timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - t0
+    return model, dark, feat, (swx, swy)
+
+
+def _box_divisions(feat: np.ndarray, model: "GridModel", S: int = 30, max_nodes: int = 150) -> Tuple[int, int]:
+    """(div_a, div_b): how many boxes (1 or 2) one step of the model spans along a (k) and b (m).
+
+    Lines as strong as the stepped ones half-way between them mean 2 boxes per step (thirds are
+    not tested: a third of a 3-box step is only 1/3 mm from a small-grid line). Read from the
+    feature sampled in lattice space over up to `max_nodes` found nodes, profiles across each
+    family averaged over them."""
+    jj, kk = np.nonzero(model.found)
+    if jj.size < 12:
+        return 1, 1
+    pick = np.linspace(0, jj.size - 1, min(jj.size, max_nodes)).astype(int)
+    m = (jj[pick] + model.m0).astype(np.float64)
+    k = (kk[pick] + model.k0).astype(np.float64)
+    u = np.arange(S) / S
+    K = k[:, None, None] + u[None, None, :] + 0.0 * u[None, :, None]
+    M = m[:, None, None] + u[None, :, None] + 0.0 * u[None, None, :]
+    xy = model.at(K, M).astype(np.float32)  # (n, S along m, S along k, 2)
+    n = len(pick)
+    samp = cv2.remap(feat, xy[..., 0].reshape(n * S, S), xy[..., 1].reshape(n * S, S), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0).reshape(n, S, S)
+    out = []
+    for prof in (np.median(samp.mean(axis=1), axis=0), np.median(samp.mean(axis=2), axis=0)):  # across a, across b
+        base = float(np.median(prof))
+        top = float(max(prof[-1], prof[0], prof[1])) - base
+        half = float(prof[S // 2 - 1:S // 2 + 2].max()) - base
+        out.append(2 if top > 0 and half >= SPLIT_LINE_RATIO * top else 1)
+    if _DEBUG:
+        print("box divisions", out)
+    return out[0], out[1]
+
+
+def _local_lattice(model: "GridModel", div: Tuple[int, int], swx: float, swy: float) -> Lattice:
+    """The model's local affine lattice at its central found node, steps divided by `div`, in
+    original pixels (local: refinement grows from its origin)."""
+    jj, kk = np.nonzero(model.found)
+    c = int(np.argmin((jj - jj.mean()) ** 2 + (kk - kk.mean()) ** 2))
+    k0, m0 = float(kk[c] + model.k0), float(jj[c] + model.m0)
+    pts = model.at(np.array([k0, k0 + 1.0, k0]), np.array([m0, m0, m0 + 1.0]))
+    sc = np.array([swx, swy])
+    pts = (pts + 0.5) / sc - 0.5
+    return Lattice(pts[0], (pts[1] - pts[0]) / div[0], (pts[2] - pts[0]) / div[1], 1.0, True)
+
+
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
@@ -808,11 +1027,31 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     small = cv2.resize(rgb, (max(1, round(w * s1)), max(1, round(h * s1))), interpolation=cv2.INTER_AREA) \
         if s1 < 1 else rgb
     s1x, s1y = small.shape[1] / w, small.shape[0] / h
-    dark1, chroma1 = _features(small)
     mask1 = _page_mask(small)
+    # a page that fills a small part of a photo is looked at again, cropped, at the same size:
+    # a 1 mm grid of a few pixels aliases (and a screen's moire beats) far less at twice the scale
+    ox, oy = 0.0, 0.0
+    look, look_mask = small, mask1
+    if mask1 is not None:
+        ys, xs = np.nonzero(mask1)
+        pad = PAGE_CROP_PAD * max(np.ptp(xs), np.ptp(ys))
+        x0, x1 = max(0.0, (xs.min() - pad) / s1x), min(float(w), (xs.max() + 1 + pad) / s1x)
+        y0, y1 = max(0.0, (ys.min() - pad) / s1y), min(float(h), (ys.max() + 1 + pad) / s1y)
+        if (x1 - x0) * (y1 - y0) < PAGE_CROP_AREA * w * h:
+            x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+            crop = rgb[y0:y1, x0:x1]
+            sc = min(1.0, PASS1_LONG_SIDE / max(crop.shape[:2]))
+            look = cv2.resize(crop, (max(1, round(crop.shape[1] * sc)), max(1, round(crop.shape[0] * sc))),
+                              interpolation=cv2.INTER_AREA) if sc < 1 else crop
+            look_mask = cv2.resize(mask1[int(y0 * s1y):int(np.ceil(y1 * s1y)), int(x0 * s1x):int(np.ceil(x1 * s1x))]
+                                   .astype(np.uint8), (look.shape[1], look.shape[0]),
+                                   interpolation=cv2.INTER_NEAREST).astype(bool)
+            ox, oy = float(x0), float(y0)
+            s1x, s1y = look.shape[1] / crop.shape[1], look.shape[0] / crop.shape[0]
+    dark1, chroma1 = _features(look)
     cands = []
     for from_chroma, feat in ((True, chroma1), (False, dark1)):
-        fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma], mask1)
+        fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma], look_mask)
         if fc.max() <= 0:
             continue
         lat = _estimate_lattice(fc)
@@ -825,57 +1064,72 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     strength, from_chroma, lat1 = cands[0]
     if strength < 0.05:
         return _reject(rgb, f"no periodic grid found (periodicity {strength:.3f})", timings, interpolation)
-    # --- working resolution
-    t0 = time.perf_counter()
-    box1 = float(np.sqrt(abs(lat1.a[0] * lat1.b[1] - lat1.a[1] * lat1.b[0])))
-    box_full = box1 / s1
-    sw = min(1.0, work_px_per_box / box_full)
-    work = cv2.resize(rgb, (max(1, round(w * sw)), max(1, round(h * sw))), interpolation=cv2.INTER_AREA) \
-        if sw < 1 else rgb
-    swx, swy = work.shape[1] / w, work.shape[0] / h
-    dark, chroma = _features(work)
-    mask_w = None
-    if mask1 is not None:
-        mask_w = cv2.resize(mask1.astype(np.uint8), (work.shape[1], work.shape[0]),
-                            interpolation=cv2.INTER_NEAREST).astype(bool)
-    feat = _clip_at_percentile(chroma if from_chroma else dark, CLIP_PCT[from_chroma], mask_w)
-    feat = cv2.GaussianBlur(feat, (0, 0), 0.8)
-    # lattice from pass-1 pixels to work pixels
-    lat_full = Lattice((lat1.origin + 0.5) / np.array([s1x, s1y]) - 0.5, lat1.a / np.array([s1x, s1y]),
-                       lat1.b / np.array([s1x, s1y]), lat1.strength)
-    lat_w = Lattice((lat_full.origin + 0.5) * np.array([swx, swy]) - 0.5, lat_full.a * np.array([swx, swy]),
-                    lat_full.b * np.array([swx, swy]), lat1.strength)
-    timings["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # grow from the page centre; under strong perspective (the pitch differs by up to a third
-    # across the page) from where the lattice was measured, the only place where it holds
-    centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
-    if lat1.local:
-        centre = lat_w.origin
-    elif mask_w is not None:
-        ys, xs = np.nonzero(mask_w[::4, ::4])
-        centre = np.array([xs.mean() * 4, ys.mean() * 4])
-    model = _refine(feat, lat_w, centre)
-    timings["refine"] = time.perf_counter() - t0
-    if model is None or model.found.sum() < MIN_FOUND_NODES:
-        n = 0 if model is None else int(model.found.sum())
-        return _reject(rgb, f"too few grid nodes found ({n} < {MIN_FOUND_NODES})", timings, interpolation)
-    # --- orientation + absolute indices
-    t0 = time.perf_counter()
-    oa = _orient_and_anchor(dark, model)
-    timings["orientation"] = time.perf_counter() - t0
-    if oa is None:
+    # --- working resolution, refinement, orientation + absolute indices. Lattice hypotheses that
+    # refine about equally well (the two features disagreeing, under moire or a faint family; a
+    # step spanning 2 or 3 boxes) are told apart by how well the page layout matches them.
+    tries = [cands[0]]
+    if len(cands) > 1 and _lattices_differ(cands[0][2], cands[1][2]):
+        tries.append(cands[1])
+    results = []  # (score, n_found, model, dark, (swx, swy), oa)
+    n_best = 0
+
+    def attempt(from_chroma: bool, lat1: Lattice, wpx: float) -> bool:
+        """Refine and anchor one lattice hypothesis at `wpx` px per box; True when it matches well."""
+        nonlocal n_best
+        lat_full = Lattice((lat1.origin + 0.5) / np.array([s1x, s1y]) - 0.5 + np.array([ox, oy]),
+                           lat1.a / np.array([s1x, s1y]), lat1.b / np.array([s1x, s1y]), lat1.strength, lat1.local)
+        if _DEBUG:
+            print("lattice (full px)", lat_full.a.round(2), lat_full.b.round(2), "chroma" if from_chroma else "dark",
+                  "crop", (ox, oy), "px/box", wpx)
+        model, dark, feat, sw = _grid_model(rgb, lat_full, from_chroma, mask1, wpx, timings)
+        if model is None or model.found.sum() < MIN_FOUND_NODES:
+            n_best = max(n_best, 0 if model is None else int(model.found.sum()))
+            return False
+        hyps = [(model, dark, sw)]
+        div = _box_divisions(feat, model)
+        split_box = _box_px(lat_full) / np.sqrt(div[0] * div[1])
+        if div != (1, 1) and split_box >= PAGE_FRACTION_RANGE[0] * max(h, w) / (layout.LETTER.width_mm / layout.LARGE_GRID_MM):
+            model2, dark2, _, sw2 = _grid_model(rgb, _local_lattice(model, div, *sw), from_chroma, mask1, wpx, timings)
+            if model2 is not None and model2.found.sum() >= MIN_FOUND_NODES:
+                hyps.append((model2, dark2, sw2))
+        good = False
+        for mdl, drk, sw_ in hyps:
+            t0 = time.perf_counter()
+            oa = _orient_and_anchor(drk, mdl)
+            timings["orientation"] = timings.get("orientation", 0.0) + time.perf_counter() - t0
+            if oa is not None:
+                results.append((oa[3], int(mdl.found.sum()), mdl, drk, sw_, oa))
+                good |= oa[3] >= GOOD_LAYOUT_SCORE and int(mdl.found.sum()) >= GOOD_NODE_COUNT
+                if _DEBUG:
+                    print("hypothesis: layout score", round(oa[3], 3), "found", int(mdl.found.sum()))
+        return good
+
+    good = False
+    for _, from_chroma, lat1 in tries:
+        if attempt(from_chroma, lat1, work_px_per_box):
+            good = True
+            break  # a well-matched page: the other feature's lattice is not needed
+    if not good:
+        # a second look at a coarser working resolution: screen pixels, moire and fine print
+        # texture blur away there (and a refinement stuck on them may grow through)
+        attempt(tries[0][1], tries[0][2], RETRY_WORK_FACTOR * work_px_per_box)
+    if not results:
+        if n_best < MIN_FOUND_NODES:
+            return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
+    _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (q[0], q[1]))
     code, dj, di, score, margin, ink_total = oa
     node_field, found = _page_node_field(model, code, dj, di, swx, swy)
     n_found = int(found.sum())
     outside = int(model.found.sum()) - n_found
+    if n_found < MIN_PAGE_NODES:  # a few scattered "nodes" (a grid lost to a harsh threshold, mould, moire)
+        return _reject(rgb, f"too few page grid nodes found ({n_found} < {MIN_PAGE_NODES})", timings, interpolation)
     conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2)
     reasons = []
     if n_found < 1000:
         reasons.append(f"only {n_found} page grid nodes detected")
     if margin < 1.0:
-        reasons.append(f"orientation uncertain (margin {margin:.3f})")
+        reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
     if score < 0.2:
         reasons.append(f"weak layout match (score {score:.3f})")
     if outside > 0.1 * max(model.found.sum(), 1):
