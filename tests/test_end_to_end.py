@@ -90,7 +90,7 @@ def test_photo_without_ecg_is_rejected_clearly(tmp_path, capsys):
     assert main(["digitize", str(tmp_path / "holiday.jpg"), "--out", str(tmp_path / "out")]) == 4
     err = capsys.readouterr().err
     assert "holiday.jpg" in err and "Traceback" not in err and err.count("\n") == 1
-    assert "rectification confidence" in err or "no ECG grid" in err
+    assert "rectification confidence" in err or "no ECG page found" in err
     if "rectification confidence" in err:  # a user may lower the floor and judge the overlay
         assert main(["digitize", str(tmp_path / "holiday.jpg"), "--out", str(tmp_path / "forced"),
                      "--min-confidence", "0", "--no-wfdb"]) == 0
