@@ -122,6 +122,19 @@ def too_small_reason(image_rgb: np.ndarray, min_side: int) -> str:
     return f"image too small ({w} x {h} px; need at least {min_side} px a side)" if min(h, w) < min_side else ""
 
 
+def largest_bright_region(blur: np.ndarray, min_fraction: float, max_fraction: float = 0.93):
+    """The page candidate in a smoothed uint8 brightness image: the largest Otsu-bright region with
+    its holes filled, as a bool mask; None when it covers more than `max_fraction` of the image
+    (a scan: the page is everything) or less than `min_fraction` (too little to be a page)."""
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return None
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    mask = ndimage.binary_fill_holes(lab == big)
+    return mask if min_fraction <= float(mask.mean()) <= max_fraction else None
+
+
 def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np.ndarray, orientation: int,
                         confidence: float, reason: str, timings: Dict[str, float], method: str,
                         interpolation: int = cv2.INTER_LINEAR) -> Rectification:

@@ -47,7 +47,7 @@ from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  rejected_rectification, too_small_reason)
+                                  largest_bright_region, rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
@@ -151,14 +151,8 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     k = max(3, int(max(gray.shape) / 100) | 1)
     blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
-    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
-    if n <= 1:
-        return None
-    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = ndimage.binary_fill_holes(lab == big)
-    frac = mask.mean()
-    if frac > 0.93 or frac < 0.12:
+    mask = largest_bright_region(blur, min_fraction=0.12)
+    if mask is None:
         return None
     # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
     # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions

@@ -49,7 +49,7 @@ from scipy import ndimage, optimize, signal
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  rejected_rectification, too_small_reason)
+                                  largest_bright_region, rejected_rectification, too_small_reason)
 
 METHOD = "gridless"
 WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
@@ -125,14 +125,8 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     mx, mn = small.max(axis=2), small.min(axis=2)
     sat = (mx - mn) / np.maximum(mx, 8.0)
     blur = np.clip(mx * np.clip(1.0 - sat / 0.4, 0.0, 1.0), 0, 255).astype(np.uint8)
-    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
-    if n <= 1:
-        return None
-    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = ndimage.binary_fill_holes(lab == big)
-    frac = float(mask.mean())
-    if frac > 0.93 or frac < 0.08:
+    mask = largest_bright_region(blur, min_fraction=0.08)
+    if mask is None:
         return None
     contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
     if contrast < 30:
