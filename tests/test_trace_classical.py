@@ -166,3 +166,33 @@ def test_shared_run_of_two_steep_strokes_is_halved_unless_the_lower_one_overtake
     # It rises 97 px per column (centres 350, 252.5): carried on it is above band 0's (160, 150).
     (_, _, t0, b0), (_, _, t1, b1) = split_shared_runs(tracks_with([(300, 400), (205, 300)]))[0]
     assert (t0[6:8] + 100 == 120).all() and (b0[6:8] + 100 == 315).all() and (t1[6:8] + 100 == 120).all()
+
+
+def test_grey_grid_page_is_read_both_ways_and_the_consistent_reading_kept():
+    """A black-and-white scan whose grey grid is about half as dark as the trace (our engine's 0004,
+    seed 123, first image: grid/trace ratio ~0.44) is ambiguous: the extractor returns the reading
+    without and with grid removal, and the Digitizer's choice by Einthoven/Goldberger consistency
+    keeps the better one (here the grid-removed reading, several dB better)."""
+    from ecgdigit.pipeline import read_most_consistent
+    from ecgdigit.trace.classical import band_map_variants
+    from ecgdigit.trace.extract import extract_record
+
+    item = SyntheticECGDataset(1, seed=123, types=["0004"], mode="canonical")[0]
+    fs = float(item["fs"])
+    lengths = default_lead_lengths(fs)
+    truth = truth_record(item["signals"].astype(np.float64), fs, lengths)
+    variants = band_map_variants(item["image"])
+    assert len(variants) == 2
+    scores = [score_records([truth], [extract_record(m, lengths, fs, ExtractOptions())], [fs]).score for m in variants]
+    chosen, _ = read_most_consistent(variants, lengths, fs)
+    chosen_score = score_records([truth], [chosen], [fs]).score
+    assert max(scores) - min(scores) > 3, scores  # the choice matters on this page
+    assert chosen_score == pytest.approx(max(scores), abs=1e-6), (scores, chosen_score)
+
+
+def test_faint_grid_render_is_read_once():
+    from ecgdigit.trace.classical import band_map_variants, darkness, grid_to_trace_ratio
+
+    image = SyntheticECGDataset(1, seed=2, types=["0001"], mode="canonical")[0]["image"]
+    assert grid_to_trace_ratio(darkness(image)) < 0.1  # a pale grid: no doubt, one reading
+    assert len(band_map_variants(image)) == 1

@@ -109,7 +109,7 @@ class Digitizer:
         timings: Dict[str, float] = {}
         rect = self._rectify(image, timings)
         t = time.perf_counter()
-        maps = self.band_maps(rect.canonical)
+        maps = self._band_map_candidates(rect.canonical)
         timings["trace"] = time.perf_counter() - t
         return self._extract(rect, maps, fs, lead_lengths, timings)
 
@@ -137,9 +137,9 @@ class Digitizer:
         t = time.perf_counter()
         try:
             if self.model is not None and ready:
-                maps = dict(zip(ready, self.model.band_maps_batch([rects[k].canonical for k in ready])))
+                maps = {k: [m] for k, m in zip(ready, self.model.band_maps_batch([rects[k].canonical for k in ready]))}
             else:
-                maps = {k: self.band_maps(rects[k].canonical) for k in ready}
+                maps = {k: self._band_map_candidates(rects[k].canonical) for k in ready}
         except Exception as exc:  # noqa: BLE001 - a failed forward fails this batch's images, not the run
             for k in ready:
                 out[k] = exc
@@ -170,15 +170,39 @@ class Digitizer:
                                 f"{rect.confidence:.3f} < {self.min_rectify_confidence}; {rect.reason or 'no reason given'})")
         return rect
 
-    def _extract(self, rect: Rectification, maps: np.ndarray, fs: float, lead_lengths: Optional[Mapping[str, int]],
-                 timings: Dict[str, float]) -> DigitizeResult:
+    def _band_map_candidates(self, canonical: np.ndarray) -> List[np.ndarray]:
+        """The stage-2 model's band maps, or the classical extractor's readings (two when it cannot
+        tell whether the grid lines should be removed)."""
+        if self.model is not None:
+            return [self.band_maps(canonical)]
+        from ecgdigit.trace.classical import band_map_variants
+
+        return band_map_variants(canonical)
+
+    def _extract(self, rect: Rectification, candidates: List[np.ndarray], fs: float,
+                 lead_lengths: Optional[Mapping[str, int]], timings: Dict[str, float]) -> DigitizeResult:
+        """Extract the record of each candidate reading and keep the most self-consistent one
+        (Einthoven + Goldberger residuals in dB: a reading that followed grid lines breaks them)."""
         if lead_lengths is None:
             lead_lengths = default_lead_lengths(fs)
         t = time.perf_counter()
-        record = extract_record(maps, lead_lengths, fs, self.extract_options)
+        record, maps = read_most_consistent(candidates, lead_lengths, fs, self.extract_options)
         timings["extract"] = time.perf_counter() - t
         return DigitizeResult(record=record, fs=float(fs), rectification=rect, band_maps=maps,
                               lead_confidence=lead_confidence(maps), timings=timings, tracer=self.tracer)
+
+
+def read_most_consistent(candidates: Sequence[np.ndarray], lead_lengths: Mapping[str, int], fs: float,
+                         options: Optional[ExtractOptions] = None):
+    """(record, band maps) of the candidate reading whose record best keeps Einthoven and Goldberger
+    (the sum of `lead_consistency_db`): a reading that followed grid lines or another row breaks them."""
+    best = None
+    for maps in candidates:
+        record = extract_record(maps, lead_lengths, fs, options or ExtractOptions())
+        quality = sum(lead_consistency_db(record, fs).values()) if len(candidates) > 1 else 0.0
+        if best is None or quality > best[0]:
+            best = (quality, record, maps)
+    return best[1], best[2]
 
 
 def _stage2_in(folder: Path) -> Optional[Path]:
@@ -265,5 +289,5 @@ def write_report_json(result: DigitizeResult, path: Union[str, Path], extra: Opt
     Path(path).write_text(json.dumps(report, indent=2, default=float))
 
 
-__all__ = ["Digitizer", "DigitizeResult", "fallback_record", "lead_confidence", "lead_consistency_db",
+__all__ = ["Digitizer", "DigitizeResult", "fallback_record", "lead_confidence", "lead_consistency_db", "read_most_consistent",
            "stage2_checkpoint", "write_report_json"]
