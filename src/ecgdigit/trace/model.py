@@ -99,15 +99,20 @@ def digitize_canonical(image: np.ndarray, lead_lengths: Mapping[str, int], fs: O
                        model: Union[TraceModel, str, None] = None, extract_options=None) -> dict:
     """Canonical-frame RGB image -> record (lead -> mV array of lead_lengths[lead] values).
 
-    `model`: a TraceModel, a checkpoint path, or None for the classical extractor.
+    `model`: a TraceModel, a checkpoint path, or None for the classical extractor (whose readings
+    the Digitizer chooses between, see `ecgdigit.pipeline.read_most_consistent`).
     """
     from dataclasses import replace
 
     from ecgdigit.trace.extract import ExtractOptions, extract_record
 
-    maps = canonical_band_maps(image, model)
     h, w = image.shape[:2]
     o = extract_options or ExtractOptions()
     if (h, w) not in ((CANONICAL_HEIGHT, CANONICAL_WIDTH), (NETWORK_CROP_HEIGHT, NETWORK_CROP_WIDTH)):
         o = replace(o, frame_scale=(w / CANONICAL_WIDTH, h / CANONICAL_HEIGHT))
-    return extract_record(maps, lead_lengths, fs, o)
+    if model is None:  # the same choice as the Digitizer's between the classical readings
+        from ecgdigit.pipeline import read_most_consistent
+        from ecgdigit.trace.classical import band_map_variants
+
+        return read_most_consistent(band_map_variants(image), lead_lengths, fs, o)[0]
+    return extract_record(canonical_band_maps(image, model), lead_lengths, fs, o)
