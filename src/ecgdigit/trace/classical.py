@@ -115,16 +115,19 @@ def band_map_variants(image: np.ndarray, options: Optional[ClassicalOptions] = N
     o = options or ClassicalOptions()
     if o.remove_grid_lines is not None:
         return [classical_band_maps(image, o)]
-    ratio = grid_to_trace_ratio(darkness(image, o), o.grid_row_percentile, o.grid_block_px)
+    dark = darkness(image, o)  # computed once for the ratio and every reading
+    ratio = grid_to_trace_ratio(dark, o.grid_row_percentile, o.grid_block_px)
     if ratio >= o.grid_removal_ratio or ratio < o.grid_ambiguous_ratio:
-        return [classical_band_maps(image, replace(o, remove_grid_lines=ratio >= o.grid_removal_ratio))]
-    return [classical_band_maps(image, replace(o, remove_grid_lines=remove)) for remove in (False, True)]
+        return [classical_band_maps(image, replace(o, remove_grid_lines=ratio >= o.grid_removal_ratio), dark)]
+    return [classical_band_maps(image, replace(o, remove_grid_lines=remove), dark) for remove in (False, True)]
 
 
-def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
-    """float32 (H, W) in [0, 1]: how much each pixel looks like trace ink."""
+def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None,
+            dark: Optional[np.ndarray] = None) -> np.ndarray:
+    """float32 (H, W) in [0, 1]: how much each pixel looks like trace ink (`dark`: the image's
+    `darkness`, when the caller already has it; it is not modified)."""
     o = options or ClassicalOptions()
-    dark = darkness(image, o)
+    dark = darkness(image, o) if dark is None else dark
     remove = o.remove_grid_lines
     if remove is None:  # auto: only where the grid is nearly as dark as the trace (costs ~1.5 dB elsewhere)
         remove = grid_to_trace_ratio(dark, o.grid_row_percentile, o.grid_block_px) >= o.grid_removal_ratio
@@ -205,13 +208,15 @@ def _ink_levels(dark: np.ndarray, low_ratio: float = 0.3):
     return low_ratio * high, high
 
 
-def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
+def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] = None,
+                        dark: Optional[np.ndarray] = None) -> np.ndarray:
     """float32 (4, H, W) band maps from a canonical-frame image (H = 1700 or a crop, W = 4400 or 4352).
 
-    Images of another size are treated as the canonical frame scaled to that size.
+    Images of another size are treated as the canonical frame scaled to that size. `dark`: the
+    image's `darkness`, when the caller already has it.
     """
     o = options or ClassicalOptions()
-    ink = ink_map(image, o)
+    ink = ink_map(image, o, dark)
     h, w = ink.shape
     sx, sy = _frame_scale(h, w)
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
