@@ -189,7 +189,7 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
             # pages printed without a grid: read the geometry from the trace layout instead
             from ecgdigit.rectify.gridless import rectify_gridless
 
-            gridless = rectify_gridless(image, **{k: v for k, v in options.items() if k == "interpolation"})
+            gridless = rectify_gridless(image, interpolation=options.get("interpolation", cv2.INTER_LINEAR))
             if gridless.confidence >= USABLE_CONFIDENCE and gridless.confidence > result.confidence:
                 return gridless
         return result
