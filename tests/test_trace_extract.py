@@ -124,3 +124,25 @@ def test_an_augmented_lead_read_off_the_wrong_trace_is_replaced_by_the_others_pr
     assert j == 1
     err = lambda v: np.sqrt(np.mean(((v - v.mean()) - (lead["aVL"] - lead["aVL"].mean())) ** 2))
     assert err(fixed[1]) < 0.2 * err(wrong[1]) and abs(fixed[1].mean() - wrong[1].mean()) < 1e-9
+
+
+def test_a_mark_beside_a_segment_end_is_not_read_as_the_trace(rendered):
+    """A separator tick or the calibration pulse's edge can fill a segment's first column while the
+    trace starts a pixel later (seen end to end: -0.6 mV in sample 0 of lead I, 8.6 dB instead of
+    22). That column is dropped, so the record scores as without the mark."""
+    from ecgdigit.layout import CANONICAL_PX_PER_MV, seconds_to_canonical_x
+    from ecgdigit.trace.extract import segment_cuts
+
+    fs, sigs, masks = rendered
+    marked = masks[0].copy()
+    for band in range(marked.shape[0]):
+        starts = [int(np.ceil(float(seconds_to_canonical_x(0.0))))] + segment_cuts(band, marked.shape[2])
+        for c in starts:
+            y = int(np.argmax(marked[band, :, c + 1]))  # the trace next to the column
+            marked[band, :, c] = 0
+            marked[band, y + int(0.5 * CANONICAL_PX_PER_MV):y + int(0.7 * CANONICAL_PX_PER_MV), c] = 255
+    clean = _score(fs, sigs[:1], masks[:1])
+    fooled = _score(fs, sigs[:1], [marked], options=ExtractOptions(edge_jump_mv=np.inf))
+    guarded = _score(fs, sigs[:1], [marked])
+    assert fooled < clean - 3.0  # the marks matter ...
+    assert guarded > clean - 1.5  # ... and are dropped (the column is filled from its neighbour)

@@ -26,6 +26,7 @@ from scipy.interpolate import CubicSpline, PchipInterpolator
 
 from ecgdigit.layout import (
     CANONICAL_HEIGHT,
+    CANONICAL_PX_PER_MV,
     CANONICAL_WIDTH,
     N_BANDS,
     RECORD_SECONDS,
@@ -59,6 +60,7 @@ class ExtractOptions:
     gap_fill: str = "pchip"  # pchip | linear
     resample: str = "lanczos"  # one of RESAMPLERS; fft_row = seed (FFT over the whole row, then split)
     lanczos_a: int = 4
+    edge_jump_mv: float = 0.15  # a segment's end column off its trace's straight continuation by more: a mark
     fuse_lead_ii: bool = True  # blend the short lead II (row 2, col 1) into the rhythm strip
     lead_ii_long_weight: float = 1.35
     lead_ii_short_weight: float = 1.0
@@ -220,6 +222,28 @@ def _fill_gaps(c: np.ndarray, v: np.ndarray, method: str) -> Optional[np.ndarray
     return out
 
 
+def _drop_edge_jumps(v: np.ndarray, max_jump: float, max_columns: int = 3) -> np.ndarray:
+    """Gaps (NaN) for a segment's first/last 1..max_columns columns when they all leave the straight
+    continuation of the trace's next columns by more than `max_jump` (map px): they read a calibration
+    pulse's edge or a separator tick beside the trace's end. A steep QRS at a segment end continues
+    its slope and stays."""
+    v = v.copy()
+    for ends in (v, v[::-1]):  # the reversed view writes through to v
+        ok = np.flatnonzero(np.isfinite(ends))
+        for k in range(1, max_columns + 1):
+            if len(ok) < k + 3:
+                break
+            i0, i1, i2 = ok[k], ok[k + 1], ok[k + 2]
+            slope = ends[i0] - ends[i1]
+            if abs(ends[i1] - slope - ends[i2]) > max_jump:
+                continue  # the inner columns are no straight line here either
+            pred = ends[i0] + slope * (i0 - ok[:k]) / max(i1 - i0, 1)
+            if np.all(np.abs(ends[ok[:k]] - pred) > max_jump):
+                ends[ok[:k]] = np.nan
+                break
+    return v
+
+
 def _lanczos_sample(values: np.ndarray, positions: np.ndarray, a: int) -> np.ndarray:
     """Band-limited interpolation of `values` (at 0..n-1) at `positions`; odd reflection at the ends."""
     n = len(values)
@@ -305,7 +329,7 @@ def trace_segments(y: np.ndarray, peak: np.ndarray, lead_lengths: Mapping[str, i
         if c1 < c0:  # fewer than one column: take the nearest one
             c0 = c1 = int(np.clip(np.round(x.mean()), 0, width - 1))
         cx = cols[c0:c1 + 1]
-        v = _fill_gaps(cx, y[band, c0:c1 + 1], o.gap_fill)
+        v = _fill_gaps(cx, _drop_edge_jumps(y[band, c0:c1 + 1], o.edge_jump_mv * CANONICAL_PX_PER_MV * sy), o.gap_fill)
         if v is None:  # nothing found: flat at the baseline
             mv = np.zeros(len(idx))
         else:
