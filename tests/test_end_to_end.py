@@ -36,6 +36,8 @@ def test_submit_scores_a_clean_render(test_folder, tmp_path, capsys):
     assert main(["submit", "--input", str(root), "--output", str(tmp_path / "s2.csv"), "--solution", str(moved)]) == 0
     again = capsys.readouterr().out
     assert float(again.split("score: ")[1].split(" dB")[0]) == pytest.approx(score, abs=1e-6)
+    # both group the images by the type test_meta.csv gives them
+    assert "per group:" in printed and "per group:" in again and again.count("0001") == printed.count("0001")
 
 
 def test_one_bad_image_never_loses_the_others(test_folder, tmp_path, capsys):

@@ -16,6 +16,11 @@ from ecgdigit import __version__
 from ecgdigit.errors import EcgdigitError
 
 
+def _comma_list(text: str) -> List[str]:
+    """'0001, 0003,' -> ['0001', '0003'] (the --types / --fs lists)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 # ---------------------------------------------------------------------------------------------
 # score
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +83,7 @@ def _run_demo(args) -> int:
     if args.metric_lesson:
         run_metric_lesson(args.out, seed=args.seed)
     else:
-        types = [t.strip() for t in args.types.split(",") if t.strip()]
-        run_demo(args.out, records=args.records, types=types, seed=args.seed, weights=args.weights,
+        run_demo(args.out, records=args.records, types=_comma_list(args.types), seed=args.seed, weights=args.weights,
                  workers=args.workers)
     return 0
 
@@ -118,10 +122,10 @@ def _run_synth(args) -> int:
     from ecgdigit.synth.writer import generate_dataset
 
     try:
-        fs = COMPETITION_FS if args.fs is None else tuple(float(v) for v in args.fs.split(",") if v.strip())
+        fs = COMPETITION_FS if args.fs is None else tuple(float(v) for v in _comma_list(args.fs))
     except ValueError:
         raise InputError(f"--fs must be comma-separated numbers, got {args.fs!r}") from None
-    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    types = _comma_list(args.types)
     out = generate_dataset(args.out, args.records, types, args.split, args.seed, workers=args.workers,
                            fs_choices=fs, layout=args.layout, paper=args.paper, dpi=args.dpi,
                            labels=not args.no_labels)

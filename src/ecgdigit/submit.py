@@ -158,6 +158,16 @@ def _rows_of_images(solution: pd.DataFrame, image_ids) -> pd.DataFrame:
     return solution[solution["id"].str.rsplit("_", n=2).str[0].isin(set(image_ids))]
 
 
+def _test_meta_types(input_dir: Path) -> Dict[str, str]:
+    """image id -> type of a test folder, from the test_meta.csv `ecgdigit synth --split test` writes
+    beside test.csv (the competition's test folder has none: then no per-type table)."""
+    meta = input_dir / "test_meta.csv"
+    if not meta.is_file():
+        return {}
+    m = pd.read_csv(meta, dtype={"id": str, "type": str})
+    return dict(zip(m["id"], m["type"].str.zfill(4)))
+
+
 def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Optional[Path] = None) -> str:
     """Score a submit run against its folder's truth: a train layout's CSVs, or solution.csv beside
     test.csv (as `ecgdigit synth --split test` writes it), or an explicit competition-format
@@ -166,22 +176,16 @@ def score_submit_result(result: SubmitResult, input_dir: Path, solution_path: Op
 
     input_dir = Path(input_dir)
     split = io.find_competition_split(input_dir)
+    types = result.image_types if split == "train" else _test_meta_types(input_dir)
     if solution_path is not None:
         solution = _rows_of_images(io.read_solution(Path(solution_path)), result.image_types)
         if solution.empty:
             raise InputError(f"{solution_path}: no rows for the {len(result.image_types)} digitised image(s)")
-        types = result.image_types if split == "train" else {}
     elif split == "train":
         solution = io.solution_from_train_folder(input_dir, image_ids=list(result.image_types))
-        types = result.image_types
     else:
         if not (input_dir / "solution.csv").is_file():
             raise InputError(f"{input_dir}: no solution.csv to score a test folder against")
         solution = _rows_of_images(io.read_solution(input_dir / "solution.csv"), result.image_types)
-        meta = input_dir / "test_meta.csv"  # written by `ecgdigit synth --split test`
-        types = {}
-        if meta.is_file():
-            m = pd.read_csv(meta, dtype={"id": str, "type": str})
-            types = dict(zip(m["id"], m["type"].str.zfill(4)))
     report = score_breakdown(solution, result.submission)
     return format_report(report, rows=10, per_lead=True, group=types or None)
