@@ -146,3 +146,29 @@ def test_a_mark_beside_a_segment_end_is_not_read_as_the_trace(rendered):
     guarded = _score(fs, sigs[:1], [marked])
     assert fooled < clean - 3.0  # the marks matter ...
     assert guarded > clean - 1.5  # ... and are dropped (the column is filled from its neighbour)
+
+
+def test_where_the_two_lead_ii_readings_part_the_one_keeping_einthoven_wins(rendered):
+    """The rhythm strip loses lead II for 0.6 s (its trace read 1.5 mV off, as when baseline wander
+    carries it into a neighbour's row); row 2's short II and I + III agree, so the fused II follows
+    them there and no offset step is left after the overlap."""
+    from ecgdigit.layout import CANONICAL_PX_PER_MV, RHYTHM_LEAD, seconds_to_canonical_x
+
+    fs, sigs, masks = rendered
+    wrong = masks[0].copy()
+    band = wrong.shape[0] - 1  # the rhythm strip
+    c0, c1 = int(seconds_to_canonical_x(1.0)), int(seconds_to_canonical_x(1.6))
+    wrong[band, :, c0:c1] = np.roll(wrong[band, :, c0:c1], int(1.5 * CANONICAL_PX_PER_MV), axis=0)
+    lengths = default_lead_lengths(fs)
+    truth = truth_record(sigs[0], fs, lengths)[RHYTHM_LEAD]
+
+    def lead_ii_db(options=None):
+        rec = extract_record(wrong, lengths, fs, options)[RHYTHM_LEAD]
+        e = (rec - rec.mean()) - (truth - truth.mean())
+        return 10 * np.log10(np.sum((truth - truth.mean()) ** 2) / np.sum(e ** 2))
+
+    blended = lead_ii_db(ExtractOptions(lead_ii_disagree_mv=np.inf))
+    chosen = lead_ii_db()
+    assert blended < 20.0, blended  # averaging a lost stretch in costs the lead
+    assert chosen > blended + 10.0, (blended, chosen)
+

@@ -64,6 +64,7 @@ class ExtractOptions:
     fuse_lead_ii: bool = True  # blend the short lead II (row 2, col 1) into the rhythm strip
     lead_ii_long_weight: float = 1.35
     lead_ii_short_weight: float = 1.0
+    lead_ii_disagree_mv: float = 0.2  # where the two II readings part by more (40 ms mean), I + III picks one
     einthoven: bool = True  # II = I + III over the first column
     goldberger: bool = True  # aVR + aVL + aVF = 0 over the second column
     augmented_with_ii: bool = True  # aVF - aVR = 1.5 II over the second column (II from the rhythm strip)

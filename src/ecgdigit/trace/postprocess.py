@@ -5,7 +5,7 @@ mean-removed signals and every correction is a zero-offset change.
 
 - Lead II is printed twice: 2.5 s in row 2 and 10 s in the rhythm strip. Over the overlap the two
   independent traces are averaged (weights long : short = 1.35 : 1 by default, times per-sample
-  confidence), after matching their offsets.
+  confidence), after matching their offsets; where they part, the one that keeps II = I + III wins.
 - Einthoven: II = I + III (column 1, 0-2.5 s). Goldberger: aVR + aVL + aVF = 0 (column 2,
   2.5-5 s), and with II from the rhythm strip also aVF - aVR = 1.5 II. The leads are moved by the
   minimum-norm correction that satisfies the constraints, only when their residual is already
@@ -14,6 +14,7 @@ mean-removed signals and every correction is a zero-offset change.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,8 +49,8 @@ def _gather(segs, lo: int, hi: int, weights: Mapping[int, float], use_confidence
         v = s.mv[a - s.start:b - s.start].copy()
         if s is not ref:
             both = np.isfinite(ref_vals[a - lo:b - lo])
-            if both.any():
-                v += np.mean(ref_vals[a - lo:b - lo][both] - v[both])
+            if both.any():  # median: a stretch where one reading lost the trace must not shift the rest
+                v += np.median(ref_vals[a - lo:b - lo][both] - v[both])
         w = weights.get(id(s), 1.0) * (np.clip(s.confidence[a - s.start:b - s.start], 1e-3, 1.0)
                                          if use_confidence else 1.0)
         acc[a - lo:b - lo] += w * v
@@ -67,6 +68,38 @@ def _gather(segs, lo: int, hi: int, weights: Mapping[int, float], use_confidence
     if inner.any():
         idx = np.arange(n)
         out[inner] = np.interp(idx[inner], idx[~inner], out[~inner])
+    return out
+
+
+def weigh_lead_ii_by_einthoven(segs: Mapping[str, list], fs: float, disagree_mv: float,
+                               window_s: float = 0.04) -> Dict[str, list]:
+    """Lead II is printed twice; where its two readings part (one lost the trace, e.g. baseline
+    wander carried it into the next row), the one that keeps II = I + III wins the fusion: the
+    other's per-sample confidence drops to ~0 there. Acts only where the other reading agrees."""
+    two = list(segs.get("II", []))
+    if len(two) != 2 or not segs.get("I") or not segs.get("III"):
+        return dict(segs)
+    lead_i, lead_iii = segs["I"][0], segs["III"][0]
+    lo = max(lead_i.start, lead_iii.start, *(s.start for s in two))
+    hi = min(lead_i.start + len(lead_i.mv), lead_iii.start + len(lead_iii.mv), *(s.start + len(s.mv) for s in two))
+    if hi - lo < 8:
+        return dict(segs)
+    expected = lead_i.mv[lo - lead_i.start:hi - lead_i.start] + lead_iii.mv[lo - lead_iii.start:hi - lead_iii.start]
+    k = max(1, int(round(window_s * fs)))
+    dev = []
+    for s in two:
+        d = s.mv[lo - s.start:hi - s.start] - expected
+        dev.append(np.convolve(np.abs(d - np.median(d)), np.ones(k) / k, mode="same"))
+    out = dict(segs)
+    new = []
+    for s, mine, other in zip(two, dev, dev[::-1]):
+        lost = (mine > disagree_mv) & (other <= disagree_mv)
+        if lost.any():
+            conf = s.confidence.copy()
+            conf[lo - s.start:hi - s.start][lost] *= 1e-3
+            s = replace(s, confidence=conf)
+        new.append(s)
+    out["II"] = new
     return out
 
 
@@ -203,6 +236,8 @@ def postprocess_record(segs: Mapping[str, list], lead_lengths: Mapping[str, int]
                        layout: PaperLayout = STANDARD_3X4) -> Dict[str, np.ndarray]:
     """Assemble each lead at its requested length, fuse lead II, apply the soft constraints."""
     o = options
+    if o.fuse_lead_ii and o.einthoven:
+        segs = weigh_lead_ii_by_einthoven(segs, fs, o.lead_ii_disagree_mv)
     record, starts = assemble_record(segs, lead_lengths, fs, o.fuse_lead_ii, o.lead_ii_long_weight,
                                      o.lead_ii_short_weight)
     apply_limb_constraints(record, starts, fs, o.einthoven, o.goldberger, o.augmented_with_ii,
