@@ -596,59 +596,159 @@ def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[..., :2] / q[..., 2:3]
 
 
-def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
-                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
-                         fix_y: Optional[np.ndarray] = None):
-    """Robust fit of G (image -> page mm) to row ends (both coordinates) and baseline samples
-    (page y only), and exactly known heights (`fix_*`: calibration pulse foot and top; page y only,
-    weighted like a row end). Returns (G, end residuals mm (n,), baseline residuals mm (m,))."""
+def _undistort(d: np.ndarray, lens: Optional[Tuple[float, float, float, float]], k1: float) -> np.ndarray:
+    """Recorded image points -> ideal pinhole points under radial lens distortion k1 about the
+    lens centre: u = c + (d - c) (1 + k1 r^2), r = |d - c| / norm (`lens` = (cx, cy, norm, f))."""
+    d = np.asarray(d, dtype=np.float64)
+    if lens is None or k1 == 0.0:
+        return d
+    c = np.array(lens[:2])
+    v = d - c
+    r2 = (v * v).sum(axis=-1, keepdims=True) / lens[2] ** 2
+    return c + v * (1.0 + k1 * r2)
+
+
+def _distort(u: np.ndarray, lens: Optional[Tuple[float, float, float, float]], k1: float) -> np.ndarray:
+    """Inverse of `_undistort` (fixed-point iteration; |k1| is small)."""
+    u = np.asarray(u, dtype=np.float64)
+    if lens is None or k1 == 0.0:
+        return u
+    c = np.array(lens[:2])
+    v = u - c
+    d = v.copy()
+    for _ in range(8):
+        r2 = (d * d).sum(axis=-1, keepdims=True) / lens[2] ** 2
+        d = v / (1.0 + k1 * r2)
+    return c + d
+
+
+def page_to_image(model: dict, pts: np.ndarray) -> np.ndarray:
+    """Page mm -> image px through a page model (H: page -> ideal px, k1/lens: radial lens)."""
+    return _distort(_apply_h(model["H"], pts), model.get("lens"), model.get("k1", 0.0))
+
+
+def _camera_residuals(H: np.ndarray, lens) -> np.ndarray:
+    """How far a page -> image homography is from a pinhole camera with square pixels, centred
+    principal point and focal length f looking at a flat page: cosine between the page axes' rays
+    and their relative length difference (both 0 for a scan, which is a similarity)."""
+    cx, cy, _, f = lens
+    M = np.array([[1.0 / f, 0.0, -cx / f], [0.0, 1.0 / f, -cy / f], [0.0, 0.0, 1.0]]) @ H
+    m1, m2 = M[:, 0], M[:, 1]
+    n1, n2 = float(m1 @ m1), float(m2 @ m2)
+    return np.array([float(m1 @ m2) / np.sqrt(n1 * n2 + 1e-30), (n1 - n2) / (n1 + n2 + 1e-30)])
+
+
+CAMERA_PRIOR_MM = 150.0  # residual (mm) per unit of camera inconsistency: 1 % shear or aspect = 1.5 mm
+LENS_PRIOR = 1.0 / 0.03  # k1 residual scale (mm per unit k1 / 0.03)
+LENS_GAIN = 0.85  # the lens term must cut the robust cost to this share
+END_OUTLIER_MM = 3.0  # an x anchor this far off the affine map (and far beyond the others) is dropped
+
+
+def _fit_page_model(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
+                    base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
+                    fix_y: Optional[np.ndarray] = None, lens=None) -> dict:
+    """Robust fit of G (ideal image -> page mm) and a radial lens term k1 to row ends (both
+    coordinates) and baseline samples (page y only), and exactly known heights (`fix_*`: pulse
+    foot and top, separator centres; page y only, weighted like a row end). `lens` = (cx, cy,
+    norm, f) in image px: the camera's centre, the lens norm and a nominal focal length; with it
+    the homography is pulled towards one a real camera (or a scanner: a similarity) can make, and
+    a lens term is tried. Returns dict(G, H (page -> ideal px), k1, lens, r_end, r_base, r_fix,
+    perspective, cost)."""
     if fix_img is None or len(fix_img) == 0:
         fix_img, fix_y = np.zeros((0, 2)), np.zeros(0)
     c = np.concatenate([end_img, base_img]).mean(axis=0)
     L = float(scale)
     Tn = np.array([[1 / L, 0, -c[0] / L], [0, 1 / L, -c[1] / L], [0, 0, 1]])
-    e_n = (end_img - c) / L
-    b_n = (base_img - c) / L
-    f_n = (fix_img - c) / L
     # start: the affine map of the row ends (x) and baseline samples (y)
-    A = np.c_[e_n, np.ones(len(e_n))]
-    B = np.c_[b_n, np.ones(len(b_n))]
+    e_n0 = (end_img - c) / L
+    b_n0 = (base_img - c) / L
+    A = np.c_[e_n0, np.ones(len(e_n0))]
+    B = np.c_[b_n0, np.ones(len(b_n0))]
     ax = np.linalg.lstsq(A, end_page[:, 0], rcond=None)[0]
     ay = np.linalg.lstsq(B, base_y, rcond=None)[0]
     G0 = np.array([ax, ay, [0.0, 0.0, 1.0]])
     # the baselines (the traces' isoelectric level, which wanders) count as much as the row ends
     # together; much less when pulses or separators give exact heights
     wb = np.sqrt(base_w / max(base_w.mean(), 1e-9)) * np.sqrt(len(end_img) / max(len(base_img), 1))
-    if len(f_n):
-        wb = wb * np.sqrt(min(1.0, FIXED_BASELINE_WEIGHT * len(e_n) / len(f_n)))
-    span = np.ptp(np.concatenate([e_n, b_n]), axis=0)
+    if len(fix_img):
+        wb = wb * np.sqrt(min(1.0, FIXED_BASELINE_WEIGHT * len(end_img) / len(fix_img)))
+    span = np.ptp(np.concatenate([e_n0, b_n0]), axis=0)
 
-    def res(p, perspective: bool):
-        G = np.append(p, 1.0).reshape(3, 3) if perspective else np.vstack([p.reshape(2, 3), [0.0, 0.0, 1.0]])
-        re = _apply_h(G, e_n)[:, 0] - end_page[:, 0]
+    def unpack(p, mode):
+        if mode == "affine":
+            return np.vstack([p[:6].reshape(2, 3), [0.0, 0.0, 1.0]]), 0.0
+        G = np.append(p[:8], 1.0).reshape(3, 3)
+        return G, (float(p[8]) if mode == "lens" else 0.0)
+
+    keep = np.ones(len(end_img), bool)  # x anchors in use (outliers of the affine fit dropped)
+
+    def res(p, mode):
+        G, k1 = unpack(p, mode)
+        e_n = (_undistort(end_img[keep], lens, k1) - c) / L
+        b_n = (_undistort(base_img, lens, k1) - c) / L
+        f_n = (_undistort(fix_img, lens, k1) - c) / L
+        re = _apply_h(G, e_n)[:, 0] - end_page[keep, 0]
         rb = (_apply_h(G, b_n)[:, 1] - base_y) * wb
         rf = (_apply_h(G, f_n)[:, 1] - fix_y) if len(f_n) else np.zeros(0)
-        if not perspective:
-            return np.concatenate([re, rb, rf])
-        # perspective prior: the rows' convergence is measured from noisy baselines (the signals'
-        # wander), and an unneeded perspective term bends time along the rows
-        prior = PERSPECTIVE_PRIOR * G[2, :2] * span
-        return np.concatenate([re, rb, rf, prior])
+        out = [re, rb, rf]
+        if mode != "affine":
+            # perspective prior: the rows' convergence is measured from noisy baselines (the
+            # signals' wander), and an unneeded perspective term bends time along the rows
+            out.append(PERSPECTIVE_PRIOR * G[2, :2] * span)
+        if mode == "lens":
+            out.append(np.array([LENS_PRIOR * k1]))
+        if lens is not None:
+            try:
+                H = np.linalg.inv(G @ Tn)
+            except np.linalg.LinAlgError:
+                H = np.eye(3)
+            out.append(CAMERA_PRIOR_MM * _camera_residuals(H, lens))
+        return np.concatenate(out)
 
-    aff = optimize.least_squares(res, G0.ravel()[:6], loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200,
-                                 args=(False,))
-    p0 = np.append(aff.x, [0.0, 0.0])
-    sol = optimize.least_squares(res, p0, loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200, args=(True,))
+    def solve(p0, mode):
+        return optimize.least_squares(res, p0, loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200,
+                                      args=(mode,))
+
+    aff = solve(G0.ravel()[:6], "affine")
+    # an anchor far off the near-similarity map while the others fit it (a row end run into a
+    # mould colony or a stain) is dropped before the richer models can bend towards it; under
+    # strong perspective every end is off the affine map and none is dropped
+    r_aff = np.abs(res(aff.x, "affine")[:len(end_img)])
+    bad = (r_aff > END_OUTLIER_MM) & (r_aff > 4.0 * float(np.median(r_aff)) + 0.5)
+    if bad.any() and (~bad).sum() >= 5:
+        keep = ~bad
+        aff = solve(aff.x, "affine")
+    best, mode = aff, "affine"
+    p_aff = np.append(aff.x, [0.0, 0.0])
+    sol = solve(p_aff, "perspective")
     # a flat sheet seen square on (scans) is affine; take the perspective only when it explains
     # clearly more than the affine map
-    if sol.cost > PERSPECTIVE_GAIN * aff.cost:
-        sol = aff
-        sol.x = p0
-    G = np.append(sol.x, 1.0).reshape(3, 3) @ Tn
+    if sol.cost <= PERSPECTIVE_GAIN * aff.cost:
+        best, mode = sol, "perspective"
+    if lens is not None:
+        p0 = best.x if mode == "perspective" else p_aff
+        lsol = solve(np.append(p0, 0.0), "lens")
+        if lsol.cost <= LENS_GAIN * best.cost:
+            best, mode = lsol, "lens"
+    G, k1 = unpack(best.x if mode != "affine" else best.x, mode)
+    G = G @ Tn
     G = G / G[2, 2]
-    r_end = _apply_h(G, end_img)[:, 0] - end_page[:, 0]
-    r_base = _apply_h(G, base_img)[:, 1] - base_y
-    return G, r_end, r_base
+    H = np.linalg.inv(G)
+    H = H / H[2, 2]
+    r_end = _apply_h(G, _undistort(end_img[keep], lens, k1))[:, 0] - end_page[keep, 0]
+    r_base = _apply_h(G, _undistort(base_img, lens, k1))[:, 1] - base_y
+    r_fix = _apply_h(G, _undistort(fix_img, lens, k1))[:, 1] - fix_y if len(fix_img) else np.zeros(0)
+    return dict(G=G, H=H, k1=float(k1), lens=lens, r_end=r_end, r_base=r_base, r_fix=r_fix,
+                perspective=mode != "affine", lens_used=mode == "lens", cost=float(best.cost), end_kept=keep)
+
+
+def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
+                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
+                         fix_y: Optional[np.ndarray] = None):
+    """(G image -> page mm, end residuals mm, baseline residuals mm) of `_fit_page_model` without
+    a camera model (no lens term, no camera prior)."""
+    m = _fit_page_model(end_img, end_page, base_img, base_y, base_w, scale, fix_img, fix_y, lens=None)
+    return m["G"], m["r_end"], m["r_base"]
 
 
 _MARKS_CACHE: Dict[str, np.ndarray] = {}
@@ -676,24 +776,29 @@ def _marks_template() -> np.ndarray:
     return t
 
 
-def _page_raster(ink: np.ndarray, H: np.ndarray) -> np.ndarray:
+def _to_image(H, pts: np.ndarray) -> np.ndarray:
+    """Page mm -> image px through a homography or a page model dict (`page_to_image`)."""
+    return page_to_image(H, pts) if isinstance(H, dict) else _apply_h(H, pts)
+
+
+def _page_raster(ink: np.ndarray, H) -> np.ndarray:
     """The working ink pulled back to page millimetres (1 sample / mm) through H (page -> work px)."""
     ys = (np.arange(int(PAGE_H_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
     xs = (np.arange(int(PAGE_W_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
     X, Y = np.meshgrid(xs, ys)
-    q = _apply_h(H, np.stack([X, Y], -1))
+    q = _to_image(H, np.stack([X, Y], -1))
     return cv2.remap(ink, q[..., 0].astype(np.float32), q[..., 1].astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
-def _grid_periodicity(ink: np.ndarray, H: np.ndarray) -> float:
+def _grid_periodicity(ink: np.ndarray, H) -> float:
     """Strongest autocorrelation of the ink's column profile (page x) at lags of 3.5 - 7 mm: a
     printed large grid (5 mm, read at any scale error up to about 30 %) shows up here; traces do not."""
     step = 0.25
     xs = np.arange(20.0, PAGE_W_MM - 20.0, step)
     ys = np.arange(20.0, PAGE_H_MM - 15.0, 1.0)
     X, Y = np.meshgrid(xs, ys)
-    q = _apply_h(H, np.stack([X, Y], -1))
+    q = _to_image(H, np.stack([X, Y], -1))
     r = cv2.remap(ink, q[..., 0].astype(np.float32), q[..., 1].astype(np.float32), cv2.INTER_LINEAR,
                   borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     prof = r.sum(axis=0).astype(np.float64)
@@ -728,9 +833,21 @@ def _reject(rgb, reason, timings, interpolation) -> Rectification:
     return rejected_rectification(rgb, reason, timings, METHOD, interpolation)
 
 
-def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
-    """Steps 1-5 on a working copy: the best reading as a dict (H: page mm -> work px, s: px/mm,
-    score margin, residuals, ...) or the reason (str) why there is no ECG layout to read."""
+FOCAL_PER_LONG_SIDE = 0.8  # a phone's main camera (about 26 mm equivalent): f / image long side
+
+
+def _default_lens(w: int, h: int) -> Tuple[float, float, float, float]:
+    """(cx, cy, norm, f) of a camera whose image is `w` x `h` px uncropped."""
+    return ((w - 1) / 2.0, (h - 1) / 2.0, float(np.hypot(w, h)) / 2.0, FOCAL_PER_LONG_SIDE * max(w, h))
+
+
+def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, lens=None):
+    """Steps 1-5 on a working copy: the best reading as a dict (H: page mm -> ideal work px, k1
+    and lens: the radial lens term (`page_to_image`), s: px/mm, score margin, residuals, ...) or
+    the reason (str) why there is no ECG layout to read. `lens` = (cx, cy, norm, f): the camera's
+    centre, lens norm and nominal focal length in work px (default: those of the whole image)."""
+    if lens is None:
+        lens = _default_lens(work.shape[1], work.shape[0])
     t0 = time.perf_counter()
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
     mask = _page_mask(work)
@@ -859,21 +976,20 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                     continue
 
                 def fit_now():
-                    return _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img),
-                                                np.array(base_y), np.array(base_w), long_side,
-                                                np.array(fix_img).reshape(-1, 2), np.array(fix_y))
+                    return _fit_page_model(np.array(end_img), np.array(end_page), np.array(base_img),
+                                           np.array(base_y), np.array(base_w), long_side,
+                                           np.array(fix_img).reshape(-1, 2), np.array(fix_y), lens=lens)
 
                 fit = fit_now()
                 if fit is None:
                     continue
                 # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
                 # none), looked for where the fit so far puts them
-                H0 = np.linalg.inv(fit[0])
                 seps = []
                 for r in range(len(LAYOUT.rows)):
                     for pl in LAYOUT.rows[r][1:]:
                         x_mm = float(layout.seconds_to_mm(pl.t_start))
-                        p_work = _apply_h(H0, np.array([[x_mm, BASELINES_MM[r]]]))[0]
+                        p_work = page_to_image(fit, np.array([[x_mm, BASELINES_MM[r]]]))[0]
                         p_desk = M[:, :2] @ p_work + M[:, 2]
                         found = _find_separator(D, p_desk[0], p_desk[1], s)
                         if found is not None:
@@ -886,23 +1002,23 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                         fix_img.append(to_work([x_d, y_d])[0])
                         fix_y.append(BASELINES_MM[r])
                     fit = fit_now() or fit
-                G, r_end, r_base = fit
-                H = np.linalg.inv(G)
-                H = H / H[2, 2]
-                pg = _page_raster(ink, H)
+                H, r_end, r_base = fit["H"], fit["r_end"], fit["r_base"]
+                pg = _page_raster(ink, fit)
                 # a textured page (a screen's pixel grid) has ink everywhere: count what stands above it
                 pg = np.clip(pg - 2.0 * float(np.median(pg)), 0.0, None)
                 tot = float(pg.sum()) + 1e-9
                 score = float((pg * marks).sum()) / tot
                 rms_end = float(np.sqrt(np.mean(r_end ** 2)))
                 rms_base = float(np.sqrt(np.median(r_base ** 2)))
-                hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base,
-                                 n_end=len(end_img) - 2 * n_pulses - n_seps,
+                hyps.append(dict(H=H, k1=fit["k1"], lens=lens, perspective=fit["perspective"], score=score,
+                                 points=(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y)), rms_end=rms_end, rms_base=rms_base,
+                                 n_end=len(end_img) - 2 * n_pulses - n_seps - int((~fit["end_kept"]).sum()),
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
                 if debug:
                     print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
                           f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} "
-                          f"code {orientation_of(H)}")
+                          f"code {orientation_of(H)} persp {fit['perspective']} k1 {fit['k1']:.3f} "
+                          f"r_end {np.round(r_end, 1)} end_page_x {np.round(np.array(end_page)[:, 0], 1)}")
         timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
         for hp in hyps:
             hp["s"] = s
@@ -927,7 +1043,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
 
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
-    best["grid"] = _grid_periodicity(ink, best["H"])
+    best["grid"] = _grid_periodicity(ink, best)
     code = orientation_of(best["H"])
     others = [total(hp) for hp in hyps[1:] if orientation_of(hp["H"]) != code]
     margin = total(best) - max(others) if others else 0.0
@@ -987,38 +1103,47 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     a = _analyse(work, timings, debug)
     if isinstance(a, str):
         return _reject(rgb, a, timings, interpolation)
-    H = to_orig @ a["H"]
     conf, reasons = _confidence(a)
+    best, to_best = a, to_orig  # the reading and its work px -> original px map
+
+    def to_original(reading, to_o, pts):
+        return _apply_h(to_o, page_to_image(reading, pts))
+
     px_per_mm = a["s"] * to_orig[0, 0]  # page scale in original pixels
     if a["s"] < 0.8 * TARGET_PX_PER_MM and px_per_mm > a["s"] * 1.2:
         t0 = time.perf_counter()
         corners = np.array([[-CROP_MARGIN_MM, -CROP_MARGIN_MM], [PAGE_W_MM + CROP_MARGIN_MM, -CROP_MARGIN_MM],
                             [PAGE_W_MM + CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM],
                             [-CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM]])
-        q = _apply_h(H, corners)
+        q = to_original(a, to_orig, corners)
         x0, y0 = (int(np.clip(np.floor(v), 0, n - 1)) for v, n in zip(q.min(axis=0), (w0, h0)))
         x1, y1 = (int(np.clip(np.ceil(v), 0, n - 1)) + 1 for v, n in zip(q.max(axis=0), (w0, h0)))
         if x1 - x0 >= MIN_IMAGE_SIDE and y1 - y0 >= MIN_IMAGE_SIDE:
             scale = min(1.0, TARGET_PX_PER_MM / px_per_mm, MAX_CROP_LONG_SIDE / max(x1 - x0, y1 - y0))
             crop, crop_to = _resized(np.ascontiguousarray(rgb[y0:y1, x0:x1]), scale)
+            shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+            crop_to_orig = shift @ crop_to
+            # the camera's centre, lens norm and focal length are those of the whole image
+            cx0, cy0, norm0, f0 = _default_lens(w0, h0)
+            c_crop = _apply_h(np.linalg.inv(crop_to_orig), np.array([[cx0, cy0]]))[0]
+            k = 1.0 / crop_to_orig[0, 0]
+            lens = (float(c_crop[0]), float(c_crop[1]), norm0 * k, f0 * k)
             timings["crop"] = time.perf_counter() - t0
             t2: Dict[str, float] = {}
-            a2 = _analyse(crop, t2, debug)
-            for k, v in t2.items():
-                timings[k + "_2"] = v
+            a2 = _analyse(crop, t2, debug, lens=lens)
+            for key, v in t2.items():
+                timings[key + "_2"] = v
             if not isinstance(a2, str):
                 conf2, reasons2 = _confidence(a2)
                 if conf2 >= 0.8 * conf:
-                    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
-                    H, conf, reasons = shift @ crop_to @ a2["H"], conf2, reasons2
-    H = H / H[2, 2]
+                    best, to_best, conf, reasons = a2, crop_to_orig, conf2, reasons2
     # node field in original pixels
     m = NODE_MARGIN
     JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
                          indexing="ij")
     x_mm, y_mm = layout.grid_node_mm(JJ, II)
-    node_field = _apply_h(H, np.stack([x_mm, y_mm], -1))
-    code = orientation_of(H)
+    node_field = to_original(best, to_best, np.stack([x_mm, y_mm], -1))
+    code = orientation_of(to_best @ best["H"])
     reason = "no grid: page geometry from the trace layout" + ("; " + "; ".join(reasons) if reasons else "")
     return build_rectification(rgb, node_field, np.zeros((N_ROWS, N_COLS), bool), code, conf, reason, timings,
                                METHOD, interpolation)
