@@ -717,6 +717,7 @@ def _camera_residuals(H: np.ndarray, lens) -> np.ndarray:
 
 
 CAMERA_PRIOR_MM = 150.0  # residual (mm) per unit of camera inconsistency: 1 % shear or aspect = 1.5 mm
+CAMERA_PRIOR_NO_BACKGROUND_MM = 1000.0  # ... when the page fills the image (a scan: a similarity)
 LENS_PRIOR = 1.0 / 0.03  # k1 residual scale (mm per unit k1 / 0.03)
 LENS_GAIN = 0.85  # the lens term must cut the robust cost to this share
 LENS_MAX = 0.15  # |k1| bound (phone lenses: a few hundredths)
@@ -727,7 +728,7 @@ END_OUTLIER_MM = 3.0  # an x anchor this far off the affine map (and far beyond 
 def _fit_page_model(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
                     base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
                     fix_y: Optional[np.ndarray] = None, lens=None,
-                    perspective_gain: float = PERSPECTIVE_GAIN) -> dict:
+                    perspective_gain: float = PERSPECTIVE_GAIN, camera_prior_mm: float = CAMERA_PRIOR_MM) -> dict:
     """Robust fit of G (ideal image -> page mm) and a radial lens term k1 to row ends (both
     coordinates) and baseline samples (page y only), and exactly known heights (`fix_*`: pulse
     foot and top, separator centres; page y only, weighted like a row end). `lens` = (cx, cy,
@@ -789,7 +790,7 @@ def _fit_page_model(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndar
                 H = np.linalg.inv(G @ Tn)
             except np.linalg.LinAlgError:
                 H = np.eye(3)
-            out.append(CAMERA_PRIOR_MM * _camera_residuals(H, lens))
+            out.append(camera_prior_mm * _camera_residuals(H, lens))
         return np.concatenate(out)
 
     def solve(p0, mode):
@@ -951,6 +952,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
     mask = _page_mask(work)
     # no background around the page: most likely a scan (or a flatbed-like copy), seen square on
     perspective_gain = PERSPECTIVE_GAIN if mask is not None else PERSPECTIVE_GAIN_NO_BACKGROUND
+    camera_prior_mm = CAMERA_PRIOR_MM if mask is not None else CAMERA_PRIOR_NO_BACKGROUND_MM
     ink, textured = _ink(gray, mask)
     long_side = max(ink.shape)
     if float(np.percentile(ink if mask is None else ink[mask], 99.5)) < 0.04:
@@ -1079,7 +1081,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                     return _fit_page_model(np.array(end_img), np.array(end_page), np.array(base_img),
                                            np.array(base_y), np.array(base_w), long_side,
                                            np.array(fix_img).reshape(-1, 2), np.array(fix_y), lens=lens,
-                                           perspective_gain=perspective_gain)
+                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm)
 
                 fit = fit_now()
                 if fit is None:
@@ -1134,7 +1136,8 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                                            base_img=np.array(base_img), base_y=np.array(base_y),
                                            base_w=np.array(base_w), fix_img=np.array(fix_img).reshape(-1, 2),
                                            fix_y=np.array(fix_y), scale=long_side, lens=lens, seps=n_seps > 0,
-                                           perspective_gain=perspective_gain), rms_end=rms_end, rms_base=rms_base,
+                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm),
+                                 rms_end=rms_end, rms_base=rms_base,
                                  n_end=len(end_img) - 2 * n_pulses - n_seps - int((~fit["end_kept"]).sum()),
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
                 if debug:
@@ -1184,7 +1187,8 @@ def _full_model(d: dict, keep_end=None, keep_base=None, keep_fix=None) -> dict:
     base_img, base_y, base_w = sel(d["base_img"], keep_base), sel(d["base_y"], keep_base), sel(d["base_w"], keep_base)
     fix_img, fix_y = sel(d["fix_img"], keep_fix), sel(d["fix_y"], keep_fix)
     fit = _fit_page_model(end_img, end_page, base_img, base_y, base_w, d["scale"], fix_img, fix_y, lens=d["lens"],
-                          perspective_gain=d.get("perspective_gain", PERSPECTIVE_GAIN))
+                          perspective_gain=d.get("perspective_gain", PERSPECTIVE_GAIN),
+                          camera_prior_mm=d.get("camera_prior_mm", CAMERA_PRIOR_MM))
     if fit["perspective"]:
         fit = _fit_curl(fit, end_img, end_page, base_img, base_y, base_w, fix_img, fix_y, d["seps"])
     return fit
