@@ -1131,14 +1131,13 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                 rms_base = float(np.sqrt(np.median(r_base ** 2)))
                 hyps.append(dict(H=H, k1=fit["k1"], lens=lens, perspective=fit["perspective"], score=score,
                                  curl=fit.get("curl"),
-                                 points=(np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y)),
                                  data=dict(end_img=np.array(end_img), end_page=np.array(end_page),
                                            base_img=np.array(base_img), base_y=np.array(base_y),
                                            base_w=np.array(base_w), fix_img=np.array(fix_img).reshape(-1, 2),
                                            fix_y=np.array(fix_y), scale=long_side, lens=lens, seps=n_seps > 0,
                                            perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm),
                                  rms_end=rms_end, rms_base=rms_base,
-                                 n_end=len(end_img) - 2 * n_pulses - n_seps - int((~fit["end_kept"]).sum()),
+                                 n_end=int(fit["end_kept"][2 * n_pulses:2 * n_pulses + len(row_ends)].sum()),
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
                 if debug:
                     print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
