@@ -73,7 +73,8 @@ ROW_CANDIDATES = 3  # row sets read in full (the best reading of all wins)
 ROW_GAP_TOLERANCE = 0.08  # relative error of a row gap (perspective, wander) that halves a match
 TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
-RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
+RUN_GAP_MM = 1.0  # gaps in a row's ink up to this length are bridged (the pulse ends 2.5 mm before 0 s;
+# under perspective and with thick strokes that gap shrinks, and at 1.6 mm pulses merged into the run)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
 TEXTURE_LEVEL = 0.02  # median ink above this: the page is textured (screen pixels), smooth more
 # share of the page's ink on the layout's asymmetric marks: gridless pages of ours 0.05 - 0.3;
