@@ -1196,7 +1196,8 @@ def _full_model(d: dict, keep_end=None, keep_base=None, keep_fix=None) -> dict:
 
 # page points of the trace area (rows' bands, 0..10 s) where the readings are compared
 _TRACE_PTS = np.stack(np.meshgrid(np.linspace(X_T0_MM, X_T10_MM, 11),
-                                  np.linspace(BASELINES_MM.min() - 10.0, BASELINES_MM.max() + 10.0, 6)), -1).reshape(-1, 2)
+                                  np.linspace(BASELINES_MM.min() - 10.0, BASELINES_MM.max() + 10.0, 6)),
+                      -1).reshape(-1, 2)
 
 
 def _row_out_spread(a: dict) -> float:
