@@ -10,6 +10,9 @@ record is rendered as every image type. Per type it prints
   fell back to flat lines, and the competition score (dB, mean linear SNR over the type's images).
   With --compare, also the same Digitizer with the gridless fallback switched off (the old
   behaviour), so the dB gained shows.
+- confidence vs error: per confidence bin the pages and the wrong ones among them (orientation
+  wrong or mean node error > 2 mm), so one sees whether the confidence tells (wrong readings
+  should come out under 0.1, where the product refuses them); --pages-csv writes every page.
 
     PYTHONPATH=src python bench/bench_gridless.py --records 6 --seed 31000
     PYTHONPATH=src python bench/bench_gridless.py --records 4 --compare
