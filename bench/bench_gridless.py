@@ -10,6 +10,9 @@ record is rendered as every image type. Per type it prints
   fell back to flat lines, and the competition score (dB, mean linear SNR over the type's images).
   With --compare, also the same Digitizer with the gridless fallback switched off (the old
   behaviour), so the dB gained shows.
+- confidence vs error: per confidence bin the pages and the wrong ones among them (orientation
+  wrong or mean node error > 2 mm), so one sees whether the confidence tells (wrong readings
+  should come out under 0.1, where the product refuses them); --pages-csv writes every page.
 
     PYTHONPATH=src python bench/bench_gridless.py --records 6 --seed 31000
     PYTHONPATH=src python bench/bench_gridless.py --records 4 --compare
@@ -67,6 +70,29 @@ def type_score(sols, subs) -> float:
     return metric.score(pd.concat(sols, ignore_index=True), pd.concat(subs, ignore_index=True))
 
 
+WRONG_MM = 2.0  # a reading this far off (mean node error) or wrongly oriented is wrong
+CONF_BINS = (0.0, 0.1, 0.3, 0.6, 1.01)
+
+
+def is_wrong(rec) -> bool:
+    return (not rec["orient_ok"]) or (rec["err"].size > 0 and float(rec["err"].mean()) > WRONG_MM)
+
+
+def confidence_table(recs) -> None:
+    """How well the confidence tells right from wrong: per confidence bin, the pages, the wrong ones
+    (orientation wrong or mean node error > WRONG_MM), and the right ones' median mean error."""
+    recs = [r for r in recs if not r["rejected"]]
+    print(f"\nconfidence vs error ({len(recs)} non-rejected pages; wrong = orientation wrong or mean > {WRONG_MM} mm)")
+    print(f"{'confidence':>12} {'pages':>6} {'wrong':>6} {'wrong%':>7} {'med mm right':>13}")
+    for lo, hi in zip(CONF_BINS[:-1], CONF_BINS[1:]):
+        sel = [r for r in recs if lo <= r["conf"] < hi]
+        wrong = [r for r in sel if is_wrong(r)]
+        right = [float(r["err"].mean()) for r in sel if not is_wrong(r) and r["err"].size]
+        print(f"{f'{lo:.1f}-{min(hi, 1.0):.1f}':>12} {len(sel):6d} {len(wrong):6d} "
+              f"{(len(wrong) / len(sel) * 100 if sel else float('nan')):7.1f} "
+              f"{(np.median(right) if right else float('nan')):13.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--types", default=",".join(ALL_TYPES))
@@ -75,6 +101,7 @@ def main():
     ap.add_argument("--no-end-to-end", action="store_true", help="rectifier figures only")
     ap.add_argument("--compare", action="store_true",
                     help="also run the Digitizer without the gridless fallback (the old behaviour)")
+    ap.add_argument("--pages-csv", default="", help="write one row per page (type, record, errors, confidence, reason)")
     args = ap.parse_args()
     types = [t for t in args.types.split(",") if t]
     digitizer = None
@@ -94,8 +121,8 @@ def main():
         # the nodes of the trace area (rows' bands, 0..10 s): the ones the digitised signals depend on
         sub = (slice(TRACE_ROWS_J[0], TRACE_ROWS_J[1] + 1), slice(TRACE_COLS_I[0], TRACE_COLS_I[1] + 1))
         err_rows = node_errors_mm(r.nodes[sub], smp.grid_nodes[sub], image.shape[1], image.shape[0])
-        rec = dict(orient_ok=r.orientation == smp.orientation, err=err, err_rows=err_rows, rejected=r.rejected,
-                   conf=r.confidence, seconds=sec)
+        rec = dict(type=t, record=k, orient_ok=r.orientation == smp.orientation, err=err, err_rows=err_rows,
+                   rejected=r.rejected, conf=r.confidence, seconds=sec, reason=r.reason)
         if r.orientation != smp.orientation or (not r.rejected and err.mean() > 2.0):
             tqdm.write(f"  {t} #{k}: orientation {smp.orientation} -> {r.orientation}, mean err {err.mean():.2f} mm, "
                        f"conf {r.confidence:.2f} {r.reason}")
@@ -148,6 +175,12 @@ def main():
             line += f" {type_score(sols[t], subs_old[t]):7.2f}"
             all_old += subs_old[t]
         print(line)
+    confidence_table([r for recs in rows.values() for r in recs])
+    if args.pages_csv:
+        pd.DataFrame([dict(type=r["type"], record=r["record"], orient_ok=r["orient_ok"], rejected=r["rejected"],
+                           mean_mm=float(r["err"].mean()) if r["err"].size else np.nan, conf=r["conf"],
+                           seconds=r["seconds"], reason=r["reason"]) for recs in rows.values() for r in recs]
+                     ).to_csv(args.pages_csv, index=False)
     if digitizer is not None:
         line = (f"{'all':>6} {sum(len(v) for v in rows.values()):3d} {'':>8} {'':>8} {'':>7} {'':>8} {'':>8} {'':>8} "
                 f"{'':>5} {'':>8} {'':>7} {'':>6} {'':>9} {'':>6} {type_score(all_sols, all_subs):7.2f}")

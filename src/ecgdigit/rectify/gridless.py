@@ -20,22 +20,29 @@ resolution; only the final remap reads the original pixels)
    horizontal opening keeps it) is the trace's isoelectric level, i.e. about the baseline.
    The trace starts at 0 s and ends at 10 s: the ends of the long ink run along the row (labels
    under the baseline, texture and the calibration pulse's 2.5 mm gap are kept out).
-5. For the four readings (which row is the top one x which end is 0 s) a page -> image
-   homography is fitted robustly: row ends give page x, baseline samples page y; calibration
-   pulses (template match, all rows or none) give exact x (rising/falling edge) and heights
-   (foot, top 10 mm up); separator ticks, looked for where a first fit puts them, give exact
-   boundary times and baseline heights. The perspective terms are used only when they clearly
-   beat the affine map (scans are affine). Row ends off the line through the others are dropped.
+5. For the four readings (which row is the top one x which end is 0 s) a page model is fitted
+   robustly: row ends give page x, baseline samples page y; calibration pulses (template match,
+   all rows or none) give exact x (rising/falling edge) and heights (foot, top 10 mm up);
+   separator ticks, looked for where a first fit puts them, give exact boundary times and
+   baseline heights. The model is a ladder, each step taken only when it clearly explains more:
+   similarity (a scan; x anchors far off it while the others fit are dropped: a row end run into
+   mould, a stain or a screen's frame) -> affine -> homography -> homography + radial lens term
+   (k1 about the image centre, the plumb-line constraint of the straight baselines), all pulled
+   towards what a real camera can make (square pixels, centred principal point). Camera views
+   (perspective taken) get a curl: a smooth page displacement, vertical from the baselines'
+   residuals along x, horizontal from the x anchors' residuals (separators searched again, wider,
+   through the curled model). Row ends off the line through the others are dropped.
    Each reading's ink is pulled back to page millimetres and scored on the marks that are NOT
    mirror/flip symmetric (labels, pulses, header, speed line); found pulses add to the score, and
    the fit residuals count against it. The best reading gives the orientation code.
-6. The large-grid node field (with its margin ring) comes from the homography in original pixels
-   and `api.build_rectification` makes the one remap. (No curl model yet: bent paper in photos is
-   read through one homography.)
+6. The large-grid node field (with its margin ring) comes from the page model in original pixels
+   and `api.build_rectification` makes the one remap.
 
 Confidence is the product of: row ends found (of 8), row-end residual, baseline residual beyond
-the signals' wander, the layout marks' share of the ink, and the margin to the best reading of a
-different orientation. Images without a readable 4-row layout get confidence 0 and a reason.
+the signals' wander, the layout marks' share of the ink, the margin to the best reading of a
+different orientation, how far the trace area moves when one row's evidence is left out (a
+geometry that hangs on one row), and how strongly the sheet had to be bent (between the anchors
+a bent page is guessed). Images without a readable 4-row layout get confidence 0 and a reason.
 """
 from __future__ import annotations
 
@@ -66,7 +73,8 @@ ROW_CANDIDATES = 3  # row sets read in full (the best reading of all wins)
 ROW_GAP_TOLERANCE = 0.08  # relative error of a row gap (perspective, wander) that halves a match
 TRACK_STEP_MM = 2.5  # baseline samples along a row
 TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
-RUN_GAP_MM = 1.6  # gaps in a row's ink up to this length are bridged (the pulse sits 2.5 mm before 0 s)
+RUN_GAP_MM = 1.0  # gaps in a row's ink up to this length are bridged (the pulse ends 2.5 mm before 0 s;
+# under perspective and with thick strokes that gap shrinks, and at 1.6 mm pulses merged into the run)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
 TEXTURE_LEVEL = 0.02  # median ink above this: the page is textured (screen pixels), smooth more
 # share of the page's ink on the layout's asymmetric marks: gridless pages of ours 0.05 - 0.3;
@@ -81,6 +89,7 @@ MAX_CROP_LONG_SIDE = 2000
 PERSPECTIVE_PRIOR = 1.0 / 0.1  # one residual unit (mm) per 10 % scale change across the page
 FIXED_BASELINE_WEIGHT = 0.15  # baselines' share when exact heights exist (per exact height)
 PERSPECTIVE_GAIN = 0.7  # the homography must cut the affine fit's robust cost to this share
+PERSPECTIVE_GAIN_NO_BACKGROUND = 0.4  # ... when the page fills the image (scans)
 BELOW_BASELINE_MM = 2.5  # the start/end test ignores ink further below the baseline (labels sit 6 mm below)
 
 
@@ -519,7 +528,8 @@ SEPARATOR_MIN_NCC = 0.45
 SEPARATORS_MIN = 5  # of the 9 a page with separators prints
 
 
-def _find_separator(D: np.ndarray, x_pred: float, y_pred: float, s: float) -> Optional[Tuple[float, float]]:
+def _find_separator(D: np.ndarray, x_pred: float, y_pred: float, s: float,
+                    reach_mm: float = 1.5) -> Optional[Tuple[float, float]]:
     """The 4 mm separator tick expected near deskewed (x_pred, y_pred) (its centre, on the
     baseline): its centre (x, y), or None. The tick must be a vertical run of 4 mm (+-20 %)."""
     h, w = D.shape
@@ -529,7 +539,7 @@ def _find_separator(D: np.ndarray, x_pred: float, y_pred: float, s: float) -> Op
     cy, cx = th // 2, tw // 2
     tmpl[int(round(cy - 2.0 * s)):int(round(cy + 2.0 * s)) + 1, cx - bar // 2:cx - bar // 2 + bar] = 1.0
     tmpl = cv2.GaussianBlur(tmpl, (0, 0), 0.7)
-    xa, xb = int(max(0, x_pred - 1.5 * s - tw / 2)), int(min(w, x_pred + 1.5 * s + tw / 2 + 1))
+    xa, xb = int(max(0, x_pred - reach_mm * s - tw / 2)), int(min(w, x_pred + reach_mm * s + tw / 2 + 1))
     ya, yb = int(max(0, y_pred - 2.5 * s - th / 2)), int(min(h, y_pred + 2.5 * s + th / 2 + 1))
     win = np.ascontiguousarray(D[ya:yb, xa:xb])
     if win.shape[0] <= th + 2 or win.shape[1] <= tw + 2 or float(win.max()) <= 0:
@@ -596,59 +606,249 @@ def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[..., :2] / q[..., 2:3]
 
 
-def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
-                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
-                         fix_y: Optional[np.ndarray] = None):
-    """Robust fit of G (image -> page mm) to row ends (both coordinates) and baseline samples
-    (page y only), and exactly known heights (`fix_*`: calibration pulse foot and top; page y only,
-    weighted like a row end). Returns (G, end residuals mm (n,), baseline residuals mm (m,))."""
+def _undistort(d: np.ndarray, lens: Optional[Tuple[float, float, float, float]], k1: float) -> np.ndarray:
+    """Recorded image points -> ideal pinhole points under radial lens distortion k1 about the
+    lens centre: u = c + (d - c) (1 + k1 r^2), r = |d - c| / norm (`lens` = (cx, cy, norm, f))."""
+    d = np.asarray(d, dtype=np.float64)
+    if lens is None or k1 == 0.0:
+        return d
+    c = np.array(lens[:2])
+    v = d - c
+    r2 = (v * v).sum(axis=-1, keepdims=True) / lens[2] ** 2
+    return c + v * (1.0 + k1 * r2)
+
+
+def _distort(u: np.ndarray, lens: Optional[Tuple[float, float, float, float]], k1: float) -> np.ndarray:
+    """Inverse of `_undistort` (fixed-point iteration; |k1| is small)."""
+    u = np.asarray(u, dtype=np.float64)
+    if lens is None or k1 == 0.0:
+        return u
+    c = np.array(lens[:2])
+    v = u - c
+    d = v.copy()
+    for _ in range(8):
+        r2 = (d * d).sum(axis=-1, keepdims=True) / lens[2] ** 2
+        d = v / (1.0 + k1 * r2)
+    return c + d
+
+
+def page_to_image(model: dict, pts: np.ndarray) -> np.ndarray:
+    """Page mm -> image px through a page model (curl: a smooth page displacement (mm), H: page ->
+    ideal px, k1/lens: radial lens)."""
+    pts = np.asarray(pts, dtype=np.float64)
+    if model.get("curl") is not None:
+        pts = pts + _curl_shift(model["curl"], pts)
+    return _distort(_apply_h(model["H"], pts), model.get("lens"), model.get("k1", 0.0))
+
+
+# curl: smooth displacement of the page (sag, bends, waves of a sheet lying on a table), as
+# Legendre polynomials in page x over the trace span and in page y over the rows (constant
+# beyond them: nothing there to measure it by)
+CURL_DEG_Y = 4  # vertical shift along the rows (the baselines are dense in x)
+CURL_DEG_X_ENDS = 1  # horizontal shift with only row ends / pulses as x anchors
+CURL_DEG_X_SEPS = 3  # ... with separator ticks at 2.5 / 5 / 7.5 s too
+CURL_RIDGE = 0.05  # ridge weight against the data's (normalised) weight
+CURL_HUBER_MM = 1.0
+
+
+def _curl_basis(pts: np.ndarray, deg_x: int, deg_y: int) -> np.ndarray:
+    x_mid, x_half = (X_T0_MM + X_T10_MM) / 2.0, (X_T10_MM - X_T0_MM) / 2.0
+    y_mid, y_half = (BASELINES_MM.min() + BASELINES_MM.max()) / 2.0, np.ptp(BASELINES_MM) / 2.0
+    u = np.clip((pts[..., 0] - x_mid) / x_half, -1.05, 1.05)
+    v = np.clip((pts[..., 1] - y_mid) / y_half, -1.0, 1.0)
+    pu = np.polynomial.legendre.legvander(u, deg_x)
+    pv = np.polynomial.legendre.legvander(v, deg_y)
+    return (pu[..., :, None] * pv[..., None, :]).reshape(pts.shape[:-1] + ((deg_x + 1) * (deg_y + 1),))
+
+
+def _curl_shift(curl: dict, pts: np.ndarray) -> np.ndarray:
+    dx = _curl_basis(pts, curl["deg_x"], 1) @ curl["cx"]
+    dy = _curl_basis(pts, CURL_DEG_Y, 1) @ curl["cy"]
+    return np.stack([dx, dy], -1)
+
+
+def _robust_ridge(A: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted ridge least squares, reweighted twice (Huber) against outliers."""
+    coef = np.zeros(A.shape[1])
+    wr = np.ones(len(b))
+    for _ in range(3):
+        sw = np.sqrt(w * wr)
+        lhs = (A * sw[:, None])
+        reg = CURL_RIDGE * float(np.sum(w)) / max(len(b), 1)
+        coef = np.linalg.solve(lhs.T @ lhs + reg * np.eye(A.shape[1]), lhs.T @ (b * sw))
+        r = np.abs(A @ coef - b)
+        wr = np.where(r <= CURL_HUBER_MM, 1.0, CURL_HUBER_MM / np.maximum(r, 1e-9))
+    return coef
+
+
+def _fit_curl(fit: dict, end_img, end_page, base_img, base_y, base_w, fix_img, fix_y, with_seps: bool) -> dict:
+    """The page model `fit` with a curl added, fitted to what the homography leaves: baseline and
+    exact-height residuals (vertical shift), row end / pulse / separator residuals (horizontal).
+    Residuals are re-measured through the curled model."""
+    G, lens, k1 = fit["G"], fit["lens"], fit["k1"]
+    keep = fit["end_kept"]
+    qb = _apply_h(G, _undistort(base_img, lens, k1))
+    qe = _apply_h(G, _undistort(end_img[keep], lens, k1))
+    qf = _apply_h(G, _undistort(fix_img, lens, k1)) if len(fix_img) else np.zeros((0, 2))
+    # each row's baseline samples weigh as much as a few exact heights together
+    wb = base_w / max(float(base_w.mean()), 1e-9) * (8.0 / max(len(base_img), 1) * 4.0)
+    A_y = np.concatenate([_curl_basis(qb, CURL_DEG_Y, 1), _curl_basis(qf, CURL_DEG_Y, 1)])
+    b_y = np.concatenate([qb[:, 1] - base_y, qf[:, 1] - fix_y])
+    w_y = np.concatenate([wb, np.full(len(qf), 1.0)])
+    cy = _robust_ridge(A_y, b_y, w_y)
+    deg_x = CURL_DEG_X_SEPS if with_seps else CURL_DEG_X_ENDS
+    cx = _robust_ridge(_curl_basis(qe, deg_x, 1), qe[:, 0] - end_page[keep, 0], np.ones(len(qe)))
+    curl = dict(cx=cx, cy=cy, deg_x=deg_x)
+    out = dict(fit, curl=curl)
+    # residuals through the curled model (page coordinates of the data, less the curl there)
+    out["r_end"] = qe[:, 0] - _curl_shift(curl, qe)[:, 0] - end_page[keep, 0]
+    out["r_base"] = qb[:, 1] - _curl_shift(curl, qb)[:, 1] - base_y
+    return out
+
+
+def _camera_residuals(H: np.ndarray, lens) -> np.ndarray:
+    """How far a page -> image homography is from a pinhole camera with square pixels, centred
+    principal point and focal length f looking at a flat page: cosine between the page axes' rays
+    and their relative length difference (both 0 for a scan, which is a similarity)."""
+    cx, cy, _, f = lens
+    M = np.array([[1.0 / f, 0.0, -cx / f], [0.0, 1.0 / f, -cy / f], [0.0, 0.0, 1.0]]) @ H
+    m1, m2 = M[:, 0], M[:, 1]
+    n1, n2 = float(m1 @ m1), float(m2 @ m2)
+    return np.array([float(m1 @ m2) / np.sqrt(n1 * n2 + 1e-30), (n1 - n2) / (n1 + n2 + 1e-30)])
+
+
+CAMERA_PRIOR_MM = 150.0  # residual (mm) per unit of camera inconsistency: 1 % shear or aspect = 1.5 mm
+CAMERA_PRIOR_NO_BACKGROUND_MM = 1000.0  # ... when the page fills the image (a scan: a similarity)
+LENS_PRIOR = 1.0 / 0.03  # k1 residual scale (mm per unit k1 / 0.03)
+LENS_GAIN = 0.85  # the lens term must cut the robust cost to this share
+LENS_MAX = 0.15  # |k1| bound (phone lenses: a few hundredths)
+HOPELESS_END_MM = 15.0  # median x anchor residual of the affine fit beyond which a reading is not refined
+END_OUTLIER_MM = 3.0  # an x anchor this far off the affine map (and far beyond the others) is dropped
+
+
+def _fit_page_model(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
+                    base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
+                    fix_y: Optional[np.ndarray] = None, lens=None,
+                    perspective_gain: float = PERSPECTIVE_GAIN, camera_prior_mm: float = CAMERA_PRIOR_MM) -> dict:
+    """Robust fit of G (ideal image -> page mm) and a radial lens term k1 to row ends (both
+    coordinates) and baseline samples (page y only), and exactly known heights (`fix_*`: pulse
+    foot and top, separator centres; page y only, weighted like a row end). `lens` = (cx, cy,
+    norm, f) in image px: the camera's centre, the lens norm and a nominal focal length; with it
+    the homography is pulled towards one a real camera (or a scanner: a similarity) can make, and
+    a lens term is tried. Returns dict(G, H (page -> ideal px), k1, lens, r_end, r_base, r_fix,
+    perspective, cost)."""
     if fix_img is None or len(fix_img) == 0:
         fix_img, fix_y = np.zeros((0, 2)), np.zeros(0)
     c = np.concatenate([end_img, base_img]).mean(axis=0)
     L = float(scale)
     Tn = np.array([[1 / L, 0, -c[0] / L], [0, 1 / L, -c[1] / L], [0, 0, 1]])
-    e_n = (end_img - c) / L
-    b_n = (base_img - c) / L
-    f_n = (fix_img - c) / L
     # start: the affine map of the row ends (x) and baseline samples (y)
-    A = np.c_[e_n, np.ones(len(e_n))]
-    B = np.c_[b_n, np.ones(len(b_n))]
+    e_n0 = (end_img - c) / L
+    b_n0 = (base_img - c) / L
+    A = np.c_[e_n0, np.ones(len(e_n0))]
+    B = np.c_[b_n0, np.ones(len(b_n0))]
     ax = np.linalg.lstsq(A, end_page[:, 0], rcond=None)[0]
     ay = np.linalg.lstsq(B, base_y, rcond=None)[0]
     G0 = np.array([ax, ay, [0.0, 0.0, 1.0]])
     # the baselines (the traces' isoelectric level, which wanders) count as much as the row ends
     # together; much less when pulses or separators give exact heights
     wb = np.sqrt(base_w / max(base_w.mean(), 1e-9)) * np.sqrt(len(end_img) / max(len(base_img), 1))
-    if len(f_n):
-        wb = wb * np.sqrt(min(1.0, FIXED_BASELINE_WEIGHT * len(e_n) / len(f_n)))
-    span = np.ptp(np.concatenate([e_n, b_n]), axis=0)
+    if len(fix_img):
+        wb = wb * np.sqrt(min(1.0, FIXED_BASELINE_WEIGHT * len(end_img) / len(fix_img)))
+    span = np.ptp(np.concatenate([e_n0, b_n0]), axis=0)
 
-    def res(p, perspective: bool):
-        G = np.append(p, 1.0).reshape(3, 3) if perspective else np.vstack([p.reshape(2, 3), [0.0, 0.0, 1.0]])
-        re = _apply_h(G, e_n)[:, 0] - end_page[:, 0]
+    mirrored = np.linalg.det(G0[:2, :2]) < 0
+
+    def unpack(p, mode):
+        if mode == "similarity":  # rotation + scale (+ mirror): a scan
+            a, b = p[0], p[1]
+            M = np.array([[a, b], [b, -a]]) if mirrored else np.array([[a, b], [-b, a]])
+            return np.vstack([np.c_[M, p[2:4]], [0.0, 0.0, 1.0]]), 0.0
+        if mode == "affine":
+            return np.vstack([p[:6].reshape(2, 3), [0.0, 0.0, 1.0]]), 0.0
+        G = np.append(p[:8], 1.0).reshape(3, 3)
+        return G, (float(p[8]) if mode == "lens" else 0.0)
+
+    keep = np.ones(len(end_img), bool)  # x anchors in use (outliers of the affine fit dropped)
+
+    def res(p, mode):
+        G, k1 = unpack(p, mode)
+        e_n = (_undistort(end_img[keep], lens, k1) - c) / L
+        b_n = (_undistort(base_img, lens, k1) - c) / L
+        f_n = (_undistort(fix_img, lens, k1) - c) / L
+        re = _apply_h(G, e_n)[:, 0] - end_page[keep, 0]
         rb = (_apply_h(G, b_n)[:, 1] - base_y) * wb
         rf = (_apply_h(G, f_n)[:, 1] - fix_y) if len(f_n) else np.zeros(0)
-        if not perspective:
-            return np.concatenate([re, rb, rf])
-        # perspective prior: the rows' convergence is measured from noisy baselines (the signals'
-        # wander), and an unneeded perspective term bends time along the rows
-        prior = PERSPECTIVE_PRIOR * G[2, :2] * span
-        return np.concatenate([re, rb, rf, prior])
+        out = [re, rb, rf]
+        if mode not in ("affine", "similarity"):
+            # perspective prior: the rows' convergence is measured from noisy baselines (the
+            # signals' wander), and an unneeded perspective term bends time along the rows
+            out.append(PERSPECTIVE_PRIOR * G[2, :2] * span)
+        if mode == "lens":
+            out.append(np.array([LENS_PRIOR * k1]))
+        if lens is not None and mode != "similarity":
+            try:
+                H = np.linalg.inv(G @ Tn)
+            except np.linalg.LinAlgError:
+                H = np.eye(3)
+            out.append(camera_prior_mm * _camera_residuals(H, lens))
+        return np.concatenate(out)
 
-    aff = optimize.least_squares(res, G0.ravel()[:6], loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200,
-                                 args=(False,))
-    p0 = np.append(aff.x, [0.0, 0.0])
-    sol = optimize.least_squares(res, p0, loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200, args=(True,))
+    def solve(p0, mode):
+        lo, hi = np.full(len(p0), -np.inf), np.full(len(p0), np.inf)
+        if mode == "lens":
+            lo[8], hi[8] = -LENS_MAX, LENS_MAX
+            p0 = p0.copy()
+            p0[8] = np.clip(p0[8], -LENS_MAX * 0.99, LENS_MAX * 0.99)
+        return optimize.least_squares(res, p0, loss="soft_l1", f_scale=1.0, method="trf", max_nfev=200,
+                                      args=(mode,), bounds=(lo, hi))
+
+    # an anchor far off the similarity map while the others fit it (a row end run into a mould
+    # colony, a stain or the screen's frame) is dropped before the richer models can bend towards
+    # it; under strong perspective every end is off the similarity map and none is dropped
+    A2 = G0[:2, :2]
+    a0 = 0.5 * (A2[0, 0] - A2[1, 1]) if mirrored else 0.5 * (A2[0, 0] + A2[1, 1])
+    b0 = 0.5 * (A2[0, 1] + A2[1, 0]) if mirrored else 0.5 * (A2[0, 1] - A2[1, 0])
+    sim = solve(np.array([a0, b0, G0[0, 2], G0[1, 2]]), "similarity")
+    r_sim = np.abs(res(sim.x, "similarity")[:len(end_img)])
+    bad = (r_sim > END_OUTLIER_MM) & (r_sim > 4.0 * float(np.median(r_sim)) + 0.5)
+    if bad.any() and (~bad).sum() >= 5:
+        keep = ~bad
+    aff = solve(G0.ravel()[:6], "affine")
+    best, mode = aff, "affine"
+    p_aff = np.append(aff.x, [0.0, 0.0])
+    # a reading whose ends are way off the affine map is a wrong one (wrong orientation, wrong
+    # rows): richer models would not save it, and they cost time
+    hopeless = float(np.median(np.abs(res(aff.x, "affine")[:int(keep.sum())]))) > HOPELESS_END_MM
+    sol = aff if hopeless else solve(p_aff, "perspective")
     # a flat sheet seen square on (scans) is affine; take the perspective only when it explains
     # clearly more than the affine map
-    if sol.cost > PERSPECTIVE_GAIN * aff.cost:
-        sol = aff
-        sol.x = p0
-    G = np.append(sol.x, 1.0).reshape(3, 3) @ Tn
+    if not hopeless and sol.cost <= perspective_gain * aff.cost:
+        best, mode = sol, "perspective"
+    # a camera view (perspective taken, or a background around the page): its lens may bend the rows
+    if lens is not None and not hopeless and (mode == "perspective" or perspective_gain >= PERSPECTIVE_GAIN):
+        lsol = solve(np.append(best.x if mode == "perspective" else p_aff, 0.0), "lens")
+        if lsol.cost <= LENS_GAIN * best.cost:
+            best, mode = lsol, "lens"
+    G, k1 = unpack(best.x if mode != "affine" else best.x, mode)
+    G = G @ Tn
     G = G / G[2, 2]
-    r_end = _apply_h(G, end_img)[:, 0] - end_page[:, 0]
-    r_base = _apply_h(G, base_img)[:, 1] - base_y
-    return G, r_end, r_base
+    H = np.linalg.inv(G)
+    H = H / H[2, 2]
+    r_end = _apply_h(G, _undistort(end_img[keep], lens, k1))[:, 0] - end_page[keep, 0]
+    r_base = _apply_h(G, _undistort(base_img, lens, k1))[:, 1] - base_y
+    r_fix = _apply_h(G, _undistort(fix_img, lens, k1))[:, 1] - fix_y if len(fix_img) else np.zeros(0)
+    return dict(G=G, H=H, k1=float(k1), lens=lens, r_end=r_end, r_base=r_base, r_fix=r_fix,
+                perspective=mode != "affine", lens_used=mode == "lens", cost=float(best.cost), end_kept=keep)
+
+
+def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
+                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
+                         fix_y: Optional[np.ndarray] = None):
+    """(G image -> page mm, end residuals mm, baseline residuals mm) of `_fit_page_model` without
+    a camera model (no lens term, no camera prior)."""
+    m = _fit_page_model(end_img, end_page, base_img, base_y, base_w, scale, fix_img, fix_y, lens=None)
+    return m["G"], m["r_end"], m["r_base"]
 
 
 _MARKS_CACHE: Dict[str, np.ndarray] = {}
@@ -676,24 +876,29 @@ def _marks_template() -> np.ndarray:
     return t
 
 
-def _page_raster(ink: np.ndarray, H: np.ndarray) -> np.ndarray:
+def _to_image(H, pts: np.ndarray) -> np.ndarray:
+    """Page mm -> image px through a homography or a page model dict (`page_to_image`)."""
+    return page_to_image(H, pts) if isinstance(H, dict) else _apply_h(H, pts)
+
+
+def _page_raster(ink: np.ndarray, H) -> np.ndarray:
     """The working ink pulled back to page millimetres (1 sample / mm) through H (page -> work px)."""
     ys = (np.arange(int(PAGE_H_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
     xs = (np.arange(int(PAGE_W_MM / MARK_STEP_MM)) + 0.5) * MARK_STEP_MM
     X, Y = np.meshgrid(xs, ys)
-    q = _apply_h(H, np.stack([X, Y], -1))
+    q = _to_image(H, np.stack([X, Y], -1))
     return cv2.remap(ink, q[..., 0].astype(np.float32), q[..., 1].astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
-def _grid_periodicity(ink: np.ndarray, H: np.ndarray) -> float:
+def _grid_periodicity(ink: np.ndarray, H) -> float:
     """Strongest autocorrelation of the ink's column profile (page x) at lags of 3.5 - 7 mm: a
     printed large grid (5 mm, read at any scale error up to about 30 %) shows up here; traces do not."""
     step = 0.25
     xs = np.arange(20.0, PAGE_W_MM - 20.0, step)
     ys = np.arange(20.0, PAGE_H_MM - 15.0, 1.0)
     X, Y = np.meshgrid(xs, ys)
-    q = _apply_h(H, np.stack([X, Y], -1))
+    q = _to_image(H, np.stack([X, Y], -1))
     r = cv2.remap(ink, q[..., 0].astype(np.float32), q[..., 1].astype(np.float32), cv2.INTER_LINEAR,
                   borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     prof = r.sum(axis=0).astype(np.float64)
@@ -728,12 +933,27 @@ def _reject(rgb, reason, timings, interpolation) -> Rectification:
     return rejected_rectification(rgb, reason, timings, METHOD, interpolation)
 
 
-def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
-    """Steps 1-5 on a working copy: the best reading as a dict (H: page mm -> work px, s: px/mm,
-    score margin, residuals, ...) or the reason (str) why there is no ECG layout to read."""
+FOCAL_PER_LONG_SIDE = 0.8  # a phone's main camera (about 26 mm equivalent): f / image long side
+
+
+def _default_lens(w: int, h: int) -> Tuple[float, float, float, float]:
+    """(cx, cy, norm, f) of a camera whose image is `w` x `h` px uncropped."""
+    return ((w - 1) / 2.0, (h - 1) / 2.0, float(np.hypot(w, h)) / 2.0, FOCAL_PER_LONG_SIDE * max(w, h))
+
+
+def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, lens=None):
+    """Steps 1-5 on a working copy: the best reading as a dict (H: page mm -> ideal work px, k1
+    and lens: the radial lens term (`page_to_image`), s: px/mm, score margin, residuals, ...) or
+    the reason (str) why there is no ECG layout to read. `lens` = (cx, cy, norm, f): the camera's
+    centre, lens norm and nominal focal length in work px (default: those of the whole image)."""
+    if lens is None:
+        lens = _default_lens(work.shape[1], work.shape[0])
     t0 = time.perf_counter()
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
     mask = _page_mask(work)
+    # no background around the page: most likely a scan (or a flatbed-like copy), seen square on
+    perspective_gain = PERSPECTIVE_GAIN if mask is not None else PERSPECTIVE_GAIN_NO_BACKGROUND
+    camera_prior_mm = CAMERA_PRIOR_MM if mask is not None else CAMERA_PRIOR_NO_BACKGROUND_MM
     ink, textured = _ink(gray, mask)
     long_side = max(ink.shape)
     if float(np.percentile(ink if mask is None else ink[mask], 99.5)) < 0.04:
@@ -859,50 +1079,72 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
                     continue
 
                 def fit_now():
-                    return _fit_page_homography(np.array(end_img), np.array(end_page), np.array(base_img),
-                                                np.array(base_y), np.array(base_w), long_side,
-                                                np.array(fix_img).reshape(-1, 2), np.array(fix_y))
+                    return _fit_page_model(np.array(end_img), np.array(end_page), np.array(base_img),
+                                           np.array(base_y), np.array(base_w), long_side,
+                                           np.array(fix_img).reshape(-1, 2), np.array(fix_y), lens=lens,
+                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm)
 
                 fit = fit_now()
                 if fit is None:
                     continue
+                if fit["perspective"]:  # a camera view: the sheet may bend
+                    fit = _fit_curl(fit, np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
+                                    np.array(base_w), np.array(fix_img).reshape(-1, 2), np.array(fix_y), False)
                 # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
-                # none), looked for where the fit so far puts them
-                H0 = np.linalg.inv(fit[0])
-                seps = []
-                for r in range(len(LAYOUT.rows)):
-                    for pl in LAYOUT.rows[r][1:]:
-                        x_mm = float(layout.seconds_to_mm(pl.t_start))
-                        p_work = _apply_h(H0, np.array([[x_mm, BASELINES_MM[r]]]))[0]
-                        p_desk = M[:, :2] @ p_work + M[:, 2]
-                        found = _find_separator(D, p_desk[0], p_desk[1], s)
-                        if found is not None:
-                            seps.append((found, r, x_mm))
-                n_seps = len(seps) if len(seps) >= SEPARATORS_MIN else 0
-                if n_seps:
+                # none), looked for where the fit so far puts them (again through the curled
+                # model when the plain one found too few: a wave in the sheet moves them by mm)
+                n_seps = 0
+                for attempt in range(2):
+                    if attempt == 1 and fit.get("curl") is None:
+                        break
+                    seps = []
+                    for r in range(len(LAYOUT.rows)):
+                        for pl in LAYOUT.rows[r][1:]:
+                            x_mm = float(layout.seconds_to_mm(pl.t_start))
+                            p_work = page_to_image(fit, np.array([[x_mm, BASELINES_MM[r]]]))[0]
+                            p_desk = M[:, :2] @ p_work + M[:, 2]
+                            found = _find_separator(D, p_desk[0], p_desk[1], s, 1.5 if attempt == 0 else 5.0)
+                            if found is not None:
+                                seps.append((found, r, x_mm))
+                    if debug:
+                        print(f"  separators attempt {attempt}: {len(seps)} found")
+                    if len(seps) < SEPARATORS_MIN:
+                        continue
+                    n_seps = len(seps)
                     for (x_d, y_d), r, x_mm in seps:
                         end_img.append(to_work([x_d, y_d])[0])
                         end_page.append([x_mm, BASELINES_MM[r]])
                         fix_img.append(to_work([x_d, y_d])[0])
                         fix_y.append(BASELINES_MM[r])
-                    fit = fit_now() or fit
-                G, r_end, r_base = fit
-                H = np.linalg.inv(G)
-                H = H / H[2, 2]
-                pg = _page_raster(ink, H)
+                    fit = fit_now()
+                    if fit["perspective"]:
+                        fit = _fit_curl(fit, np.array(end_img), np.array(end_page), np.array(base_img),
+                                        np.array(base_y), np.array(base_w), np.array(fix_img).reshape(-1, 2),
+                                        np.array(fix_y), True)
+                    break
+                H, r_end, r_base = fit["H"], fit["r_end"], fit["r_base"]
+                pg = _page_raster(ink, fit)
                 # a textured page (a screen's pixel grid) has ink everywhere: count what stands above it
                 pg = np.clip(pg - 2.0 * float(np.median(pg)), 0.0, None)
                 tot = float(pg.sum()) + 1e-9
                 score = float((pg * marks).sum()) / tot
                 rms_end = float(np.sqrt(np.mean(r_end ** 2)))
                 rms_base = float(np.sqrt(np.median(r_base ** 2)))
-                hyps.append(dict(H=H, score=score, rms_end=rms_end, rms_base=rms_base,
-                                 n_end=len(end_img) - 2 * n_pulses - n_seps,
+                hyps.append(dict(H=H, k1=fit["k1"], lens=lens, perspective=fit["perspective"], score=score,
+                                 curl=fit.get("curl"),
+                                 data=dict(end_img=np.array(end_img), end_page=np.array(end_page),
+                                           base_img=np.array(base_img), base_y=np.array(base_y),
+                                           base_w=np.array(base_w), fix_img=np.array(fix_img).reshape(-1, 2),
+                                           fix_y=np.array(fix_y), scale=long_side, lens=lens, seps=n_seps > 0,
+                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm),
+                                 rms_end=rms_end, rms_base=rms_base,
+                                 n_end=int(fit["end_kept"][2 * n_pulses:2 * n_pulses + len(row_ends)].sum()),
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
                 if debug:
                     print(f"flip_y {flip_y} t0_left {t0_left}: score {score:.3f} rms_end {rms_end:.2f} mm "
                           f"rms_base {rms_base:.2f} mm n_end {len(end_img)} pulses {n_pulses} seps {n_seps} "
-                          f"code {orientation_of(H)}")
+                          f"code {orientation_of(H)} persp {fit['perspective']} k1 {fit['k1']:.3f} "
+                          f"r_end {np.round(r_end, 1)} end_page_x {np.round(np.array(end_page)[:, 0], 1)}")
         timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - t0
         for hp in hyps:
             hp["s"] = s
@@ -927,11 +1169,68 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False):
 
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
-    best["grid"] = _grid_periodicity(ink, best["H"])
+    best["grid"] = _grid_periodicity(ink, best)
+    t0 = time.perf_counter()
+    best["spread"] = _row_out_spread(best)
+    timings["spread"] = time.perf_counter() - t0
     code = orientation_of(best["H"])
     others = [total(hp) for hp in hyps[1:] if orientation_of(hp["H"]) != code]
     margin = total(best) - max(others) if others else 0.0
     return dict(best, margin=margin)
+
+
+def _full_model(d: dict, keep_end=None, keep_base=None, keep_fix=None) -> dict:
+    """Page model (homography, lens, curl when a camera view) of a reading's data (`data` of a
+    hypothesis), optionally of a subset of it."""
+    sel = lambda arr, k: arr if k is None else arr[k]  # noqa: E731
+    end_img, end_page = sel(d["end_img"], keep_end), sel(d["end_page"], keep_end)
+    base_img, base_y, base_w = sel(d["base_img"], keep_base), sel(d["base_y"], keep_base), sel(d["base_w"], keep_base)
+    fix_img, fix_y = sel(d["fix_img"], keep_fix), sel(d["fix_y"], keep_fix)
+    fit = _fit_page_model(end_img, end_page, base_img, base_y, base_w, d["scale"], fix_img, fix_y, lens=d["lens"],
+                          perspective_gain=d.get("perspective_gain", PERSPECTIVE_GAIN),
+                          camera_prior_mm=d.get("camera_prior_mm", CAMERA_PRIOR_MM))
+    if fit["perspective"]:
+        fit = _fit_curl(fit, end_img, end_page, base_img, base_y, base_w, fix_img, fix_y, d["seps"])
+    return fit
+
+
+# page points of the trace area (rows' bands, 0..10 s) where the readings are compared
+_TRACE_PTS = np.stack(np.meshgrid(np.linspace(X_T0_MM, X_T10_MM, 11),
+                                  np.linspace(BASELINES_MM.min() - 10.0, BASELINES_MM.max() + 10.0, 6)),
+                      -1).reshape(-1, 2)
+
+
+def _row_out_spread(a: dict) -> float:
+    """How much the reading's trace area moves (mm, worst rms over the rows) when one row's
+    evidence (its baseline, ends, pulse and separators) is left out: a geometry that one row
+    alone decides (a row end run into a stain, a row tracked off its trace) is not to be trusted."""
+    d = a.get("data")
+    if d is None:
+        return 0.0
+    ref = page_to_image(a, _TRACE_PTS)
+    row_of = lambda y: np.argmin(np.abs(np.asarray(y)[:, None] - BASELINES_MM[None, :]), axis=1)  # noqa: E731
+    r_end = row_of(d["end_page"][:, 1])
+    r_base = row_of(d["base_y"])
+    r_fix = row_of(d["fix_y"]) if len(d["fix_y"]) else np.zeros(0, int)
+    worst = 0.0
+    for r in range(len(BASELINES_MM)):
+        ke, kb, kf = r_end != r, r_base != r, r_fix != r
+        if ke.sum() < 5:
+            continue
+        try:
+            fit = _full_model(d, ke, kb, kf)
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        q = page_to_image(fit, _TRACE_PTS)
+        worst = max(worst, float(np.sqrt(np.mean(np.sum((q - ref) ** 2, axis=1)))) / a["s"])
+    return worst
+
+
+# confidence against wrong geometry (seed 31000, 8 gridless records x 9 types): readings off by more
+# than 2 mm had the trace area move 1.8 - 50 mm when one row was left out, or a curl of 3.4 - 15 mm;
+# right ones (< 1 mm) up to 1.5 mm and 2.6 mm
+SPREAD_OK_MM, SPREAD_BAD_MM = 1.5, 3.5
+CURL_OK_MM, CURL_BAD_MM = 2.5, 6.0
 
 
 def _confidence(a: dict) -> Tuple[float, List[str]]:
@@ -956,6 +1255,15 @@ def _confidence(a: dict) -> Tuple[float, List[str]]:
     if a["margin"] < 0.05:
         conf *= max(a["margin"], 0.0) / 0.05
         reasons.append(f"orientation uncertain (margin {a['margin']:.3f})")
+    spread = a.get("spread", 0.0)
+    if spread > SPREAD_OK_MM:  # the geometry hangs on one row's evidence
+        conf *= float(np.clip((SPREAD_BAD_MM - spread) / (SPREAD_BAD_MM - SPREAD_OK_MM), 0.02, 1.0))
+        reasons.append(f"geometry moves {spread:.1f} mm without one row's evidence")
+    if a.get("curl") is not None:
+        bend = float(np.abs(_curl_shift(a["curl"], _TRACE_PTS)).max())
+        if bend > CURL_OK_MM:  # a strongly bent sheet: between the anchors the page is guessed
+            conf *= float(np.clip((CURL_BAD_MM - bend) / (CURL_BAD_MM - CURL_OK_MM), 0.02, 1.0))
+            reasons.append(f"sheet bent by {bend:.1f} mm")
     return conf, reasons
 
 
@@ -987,38 +1295,47 @@ def rectify_gridless(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR
     a = _analyse(work, timings, debug)
     if isinstance(a, str):
         return _reject(rgb, a, timings, interpolation)
-    H = to_orig @ a["H"]
     conf, reasons = _confidence(a)
+    best, to_best = a, to_orig  # the reading and its work px -> original px map
+
+    def to_original(reading, to_o, pts):
+        return _apply_h(to_o, page_to_image(reading, pts))
+
     px_per_mm = a["s"] * to_orig[0, 0]  # page scale in original pixels
     if a["s"] < 0.8 * TARGET_PX_PER_MM and px_per_mm > a["s"] * 1.2:
         t0 = time.perf_counter()
         corners = np.array([[-CROP_MARGIN_MM, -CROP_MARGIN_MM], [PAGE_W_MM + CROP_MARGIN_MM, -CROP_MARGIN_MM],
                             [PAGE_W_MM + CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM],
                             [-CROP_MARGIN_MM, PAGE_H_MM + CROP_MARGIN_MM]])
-        q = _apply_h(H, corners)
+        q = to_original(a, to_orig, corners)
         x0, y0 = (int(np.clip(np.floor(v), 0, n - 1)) for v, n in zip(q.min(axis=0), (w0, h0)))
         x1, y1 = (int(np.clip(np.ceil(v), 0, n - 1)) + 1 for v, n in zip(q.max(axis=0), (w0, h0)))
         if x1 - x0 >= MIN_IMAGE_SIDE and y1 - y0 >= MIN_IMAGE_SIDE:
             scale = min(1.0, TARGET_PX_PER_MM / px_per_mm, MAX_CROP_LONG_SIDE / max(x1 - x0, y1 - y0))
             crop, crop_to = _resized(np.ascontiguousarray(rgb[y0:y1, x0:x1]), scale)
+            shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+            crop_to_orig = shift @ crop_to
+            # the camera's centre, lens norm and focal length are those of the whole image
+            cx0, cy0, norm0, f0 = _default_lens(w0, h0)
+            c_crop = _apply_h(np.linalg.inv(crop_to_orig), np.array([[cx0, cy0]]))[0]
+            k = 1.0 / crop_to_orig[0, 0]
+            lens = (float(c_crop[0]), float(c_crop[1]), norm0 * k, f0 * k)
             timings["crop"] = time.perf_counter() - t0
             t2: Dict[str, float] = {}
-            a2 = _analyse(crop, t2, debug)
-            for k, v in t2.items():
-                timings[k + "_2"] = v
+            a2 = _analyse(crop, t2, debug, lens=lens)
+            for key, v in t2.items():
+                timings[key + "_2"] = v
             if not isinstance(a2, str):
                 conf2, reasons2 = _confidence(a2)
                 if conf2 >= 0.8 * conf:
-                    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
-                    H, conf, reasons = shift @ crop_to @ a2["H"], conf2, reasons2
-    H = H / H[2, 2]
+                    best, to_best, conf, reasons = a2, crop_to_orig, conf2, reasons2
     # node field in original pixels
     m = NODE_MARGIN
     JJ, II = np.meshgrid(np.arange(-m, N_ROWS + m, dtype=np.float64), np.arange(-m, N_COLS + m, dtype=np.float64),
                          indexing="ij")
     x_mm, y_mm = layout.grid_node_mm(JJ, II)
-    node_field = _apply_h(H, np.stack([x_mm, y_mm], -1))
-    code = orientation_of(H)
+    node_field = to_original(best, to_best, np.stack([x_mm, y_mm], -1))
+    code = orientation_of(to_best @ best["H"])
     reason = "no grid: page geometry from the trace layout" + ("; " + "; ".join(reasons) if reasons else "")
     return build_rectification(rgb, node_field, np.zeros((N_ROWS, N_COLS), bool), code, conf, reason, timings,
                                METHOD, interpolation)
