@@ -63,11 +63,18 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
+CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
+CONTROL_BAND_FACTOR = 1.25  # ... times this
+EXTENT_TOLERANCE_MM = 2.0  # row ink may reach this far beyond the pulse's foot / the 10 s line (blur, closing)
+PULSE_LEAD_MM = 10.0  # the calibration pulse's foot starts this long before time 0
+EXTENT_CONFLICT_MARGIN = 0.2  # margin when the rows' ink fits no time anchor the layout accepts
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
 INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
 INK_PAPER_ABS = 0.05
 _DEBUG = False
+_DEBUG_DUMP: Optional[str] = None  # .npz path: `_orient_and_anchor` saves its upright ink raster there
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
 LABEL_WEIGHT = 1.0
 # header text (top left, 8..20 mm from the page's left edge, 4 lines from 4..8 mm down) and the
@@ -84,7 +91,8 @@ GOOD_NODE_COUNT = 1000
 MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
-MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from the lattice origin
+MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from its middle
+PAGE_WINDOW_HALF_BOXES = 31  # ... and around a photo's page mask (56 boxes and a margin: the mask may hold a screen)
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
 SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
@@ -556,11 +564,18 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     x0, y0, x1, y1 = bounds if bounds is not None else (0, 0, w - 1, h - 1)
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
     km = lat.inverse(corners)
-    k0 = int(max(np.floor(km[:, 0].min()) - 1, -MAX_WINDOW_BOXES))
-    k1 = int(min(np.ceil(km[:, 0].max()) + 1, MAX_WINDOW_BOXES))
-    m0 = int(max(np.floor(km[:, 1].min()) - 1, -MAX_WINDOW_BOXES))
-    m1 = int(min(np.ceil(km[:, 1].max()) + 1, MAX_WINDOW_BOXES))
+    ek = em = 1
+    # at most MAX_WINDOW_BOXES each way from the middle of the area (the lattice's origin may lie
+    # near a page edge)
+    half = MAX_WINDOW_BOXES if bounds is None else PAGE_WINDOW_HALF_BOXES
+    kmid, mmid = [int(round(0.5 * (km[:, c].min() + km[:, c].max()))) for c in (0, 1)]
+    k0 = int(max(np.floor(km[:, 0].min()) - ek, kmid - half))
+    k1 = int(min(np.ceil(km[:, 0].max()) + ek, kmid + half))
+    m0 = int(max(np.floor(km[:, 1].min()) - em, mmid - half))
+    m1 = int(min(np.ceil(km[:, 1].max()) + em, mmid + half))
     nk, nm = k1 - k0 + 1, m1 - m0 + 1
+    if _DEBUG:
+        print("window k", k0, k1, "m", m0, m1, "bounds", bounds, "km", km.round(1).tolist())
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + k0, np.arange(nm, dtype=np.float64) + m0)
     field = lat(KK, MM)
     box = float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
@@ -802,8 +817,13 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
+    if _DEBUG_DUMP:  # the upright ink raster for inspection
+        np.savez(_DEBUG_DUMP, up=up, read=up_read, found=layout.undo_orientation(model.found, code), dj=dj, di=di)
     di_end = _trace_end_anchor(up, dj, up_read)
     ends = _row_trace_ends(up, dj, up_read)
+    if _DEBUG:
+        print("code", code, "dj", dj, "di", di, "ends", ends, "ends (mm from 10 s)",
+              [round((e + 0.5) * 1.0 - 2.5 - 5 * di - layout.seconds_to_mm(10.0), 1) for e in ends], "di_end", di_end)
     if len(ends) >= 3 and max(ends) - min(ends) > ROW_END_SPREAD_MM * S / layout.LARGE_GRID_MM:
         # the rows end together on paper: ends far apart in plain view mean a wrong field (a
         # moire lattice locked onto the wrong lines in places) or a wrong row anchor
@@ -820,27 +840,72 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             print("di template", di, "di from trace ends", di_end, "score there", round(s_end, 3), "best", round(score, 3))
         if abs(di_end - di) <= 1 or s_end >= TRACE_END_SCORE_SHARE * score:
             di = di_end
-    if di_end is None:
+    # the rows' ink lies between the pulse's foot (10 mm before time 0) and 10 s: a time anchor
+    # that leaves the ink of two rows outside is wrong, whatever the template says
+    sc, djs, dis = full[code]
+    a = int(np.nonzero(djs == dj)[0][0])
+    lo_hi = _extent_anchor_range(_row_extents(up, dj, up_read))
+    allowed = dis.copy()
+    if lo_hi is not None:
+        allowed = dis[(dis >= lo_hi[0]) & (dis <= lo_hi[1])]
+        if _DEBUG:
+            print("di allowed by the rows' extents", lo_hi, "template di", di)
+        if allowed.size == 0:
+            margin = min(margin, EXTENT_CONFLICT_MARGIN)
+            allowed = dis.copy()
+        elif di not in allowed:
+            b_ok = np.nonzero(np.isin(dis, allowed))[0]
+            b_best = int(b_ok[np.argmax(sc[a, b_ok])])
+            s_new = float(sc[a, b_best])
+            if s_new >= TRACE_END_SCORE_SHARE * score:
+                di = int(dis[b_best])
+            else:
+                margin = min(margin, EXTENT_CONFLICT_MARGIN)
+                allowed = dis.copy()
+    if di_end is None and allowed.size > 1:
         # no trace end confirms the time anchor: the template's score is nearly flat along time
         # (the bands slide along the traces), so a neighbour shift about as good makes it doubtful
-        sc, djs, dis = full[code]
-        a = int(np.nonzero(djs == dj)[0][0])
         b = int(np.nonzero(dis == di)[0][0])
-        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1]]
+        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1] and dis[q] in allowed]
         if side:
             margin = min(margin, max(0.1, (float(sc[a, b]) - max(side)) / TIME_ANCHOR_MARGIN_UNIT))
     return code, dj, di, score, margin, float(obs.sum())
 
 
-def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
-    """Sample index (x) where each row's trace ends, for the rows whose end is found.
+def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
+    """(lowest, highest) box shift di that keeps the rows' ink (see `_row_extents`) between the
+    calibration pulse's foot and the 10 s line; None with fewer than 2 rows. Each bound is the
+    one that all rows but one (of 3 or 4; both of 2) demand: a row may carry a fold line, a stain
+    or the page's edge into its band."""
+    if len(extents) < 2:
+        return None
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    box = layout.LARGE_GRID_MM
+    t0 = layout.seconds_to_mm(0.0)
+    t10 = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    tol = EXTENT_TOLERANCE_MM
+    # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
+    lows = sorted(((last + 0.5) * mm_per - box / 2 - t10 - tol) / box for _, last, _, _ in extents)
+    highs = sorted(((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _ in extents)
+    k = max(2, len(extents) - 1)
+    return float(np.ceil(lows[-k])), float(np.floor(highs[k - 1]))
+
+
+def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
+    """Per row whose ink is found: (first, last, first_seen, last_seen), the sample indices (x)
+    of the first and last long ink run along the row's baseline band.
 
     `read` (the samples of `up` that were read, same shape): an end followed by samples not read
-    (the image border, a torn or shadowed edge) may be where the view ends, not the trace."""
+    (the image border, a torn or shadowed edge) may be where the view ends, not the trace;
+    `*_seen` says that TRACE_END_SEEN_MM of read samples follow it. `control`: the ink must also
+    stand above what the blank band between the rows holds (noise, moire); that keeps noise from
+    stretching the runs, but breaks faint traces up (their runs end early)."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     h, w = up.shape
-    ends = []
+    seen = int(TRACE_END_SEEN_MM / mm_per)
+    out = []
     for y_b in layout.STANDARD_3X4.baselines_y_mm:
         p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
         lo, hi = p_b - int(8 / mm_per), p_b + int(8 / mm_per)
@@ -850,17 +915,35 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
         level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
         if level <= 0:
             continue
-        # thin traces break up after the grid removal: close gaps, then the last long run ends the row
-        lab, n = ndimage.label(ndimage.binary_closing(prof > 0.3 * level, iterations=2))
+        thr = 0.3 * level
+        # the same band half-way to the row above is blank paper but for tall waves: what it holds
+        # in most columns is grid residue, moire or stain, and the trace must stand above it
+        c_lo, c_hi = lo - int(CONTROL_BAND_OFFSET_MM / mm_per), hi - int(CONTROL_BAND_OFFSET_MM / mm_per)
+        if control and c_lo >= 0:
+            ctrl = up[c_lo:c_hi].max(axis=0)
+            cols = read[p_b] & read[(c_lo + c_hi) // 2] if read is not None else np.ones(w, bool)
+            if cols.sum() >= 10:
+                thr = max(thr, CONTROL_BAND_FACTOR * float(np.percentile(ctrl[cols], CONTROL_BAND_PCT)))
+        # thin traces break up after the grid removal: close gaps, then the long runs make the row
+        lab, n = ndimage.label(ndimage.binary_closing(prof > thr, iterations=2))
         runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
-        if runs:
-            end = runs[-1][-1]
-            seen = int(TRACE_END_SEEN_MM / mm_per)
-            if read is not None and (end + 1 + seen > w or not read[p_b, end + 1:end + 1 + seen].all()):
-                continue
-            ends.append(int(end))
-    return ends
+        if not runs:
+            continue
+        first, last = int(runs[0][0]), int(runs[-1][-1])
+        if read is None:
+            out.append((first, last, True, True))
+            continue
+        last_seen = last + 1 + seen <= w and bool(read[p_b, last + 1:last + 1 + seen].all())
+        first_seen = first - seen >= 0 and bool(read[p_b, first - seen:first].all())
+        out.append((first, last, first_seen, last_seen))
+    return out
+
+
+def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
+    """Sample index (x) where each row's trace ends, for the rows whose end is found and seen
+    (see `_row_extents`)."""
+    return [last for _, last, _, last_seen in _row_extents(up, dj, read, control=False) if last_seen]
 
 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
