@@ -38,13 +38,23 @@ def test_rows_with_pulses_pin_the_time_anchor(di):
     assert C._extent_anchor_range(ext) == (di, di)
 
 
-def test_rows_without_pulses_bound_the_anchor_from_one_side():
-    """Without pulses the ink starts at time 0: the 10 s end fixes the lowest shift, the start
-    allows up to two boxes more (where a pulse would have started)."""
+def test_rows_without_pulses_are_pinned_by_their_ends_in_view():
+    """Without pulses the ink starts at time 0: the start allows up to two boxes more than the
+    layout (where a pulse would have started); the trace ends seen on the 10 s line pin it."""
     t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
     up, read = _row_raster(4, 6, t0, t10)
+    assert C._extent_anchor_range(C._row_extents(up, 4, read)) == (6, 6)
+    read[:, _sample_of(t10, 6) + 2:] = False  # the view ends just after 10 s: the ends are not seen
+    assert C._extent_anchor_range(C._row_extents(up, 4, read)) == (6, 8)
+
+
+def test_rows_ending_early_in_plain_view_fit_no_anchor_far_away():
+    """Rows whose traces end in plain view 60 mm before the layout's 10 s line (a field squeezed by
+    folds) bound the anchor from above: the template's placement is refused."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10 - 60.0)
     lo, hi = C._extent_anchor_range(C._row_extents(up, 4, read))
-    assert lo == 6 and hi == 8
+    assert hi < 6 - 10
 
 
 def test_rows_longer_than_ten_seconds_fit_no_anchor():
@@ -87,3 +97,20 @@ def test_photo_of_a_page_off_centre_is_anchored_at_its_row_ends():
     assert r.orientation == 0, r.reason
     err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
     assert err.mean() < 0.6 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
+
+
+def test_ink_in_the_pulse_slot_must_be_a_pulse():
+    """Rows whose ink starts 10 mm before time 0 fit a page with calibration pulses: the pulses'
+    top strokes (1 mV up) must be there; ink starting there without them (a page without pulses
+    read with a stretched lattice) makes the anchor doubtful."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    foot = t0 - C.PULSE_LEAD_MM
+    up, read = _row_raster(4, 6, foot, t10)
+    ext = C._row_extents(up, 4, read)
+    assert not C._pulses_where_ink_starts_early(up, 4, 6, ext)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:  # draw the pulses' top strokes
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_top, _sample_of(foot + 2.5, 6):_sample_of(foot + 7.5, 6) + 1] = 1.0
+    assert C._pulses_where_ink_starts_early(up, 4, 6, C._row_extents(up, 4, read))
+    up2, read2 = _row_raster(4, 6, t0, t10)  # no pulses and the ink starts at time 0: nothing expected
+    assert C._pulses_where_ink_starts_early(up2, 4, 6, C._row_extents(up2, 4, read2))

@@ -68,7 +68,8 @@ CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the co
 CONTROL_BAND_FACTOR = 1.25  # ... times this
 EXTENT_TOLERANCE_MM = 2.0  # row ink may reach this far beyond the pulse's foot / the 10 s line (blur, closing)
 PULSE_LEAD_MM = 10.0  # the calibration pulse's foot starts this long before time 0
-EXTENT_CONFLICT_MARGIN = 0.2  # margin when the rows' ink fits no time anchor the layout accepts
+EXTENT_CONFLICT_MARGIN = 0.12  # margin when the rows' ink fits no time anchor the layout accepts
+PULSE_CONFLICT_MARGIN = 0.08  # margin when the rows' ink starts at a pulse's foot but no pulse is there
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
 INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
@@ -81,7 +82,9 @@ LABEL_WEIGHT = 1.0
 # speed/gain line (under the last row, starting 0..40 mm after time 0): regions nearly always inked
 HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
-MIRROR_PRIOR = 0.01  # head start of the unmirrored reading (pages are seen from the front)
+MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from the front)
+MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
+# (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
@@ -814,7 +817,9 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
     score, code, dj, di = cand[0]
     mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
-    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
+    # a mirrored reading (a page seen through from its back: rare) must be clearly better
+    mirror_unit = MIRROR_MARGIN_UNIT if cand[0][1] < 4 else MIRROR_CLEAR_UNIT
+    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / mirror_unit)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
     if _DEBUG_DUMP:  # the upright ink raster for inspection
@@ -862,6 +867,12 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             else:
                 margin = min(margin, EXTENT_CONFLICT_MARGIN)
                 allowed = dis.copy()
+    if not _pulses_where_ink_starts_early(up, dj, di, _row_extents(up, dj, up_read)):
+        # the rows' ink starts where a calibration pulse would, but no pulse is there: the ink is
+        # something else or the field's scale is off (moire), and the anchor cannot be trusted
+        if _DEBUG:
+            print("ink starts at the pulse's foot but no pulse top there")
+        margin = min(margin, PULSE_CONFLICT_MARGIN)
     if di_end is None and allowed.size > 1:
         # no trace end confirms the time anchor: the template's score is nearly flat along time
         # (the bands slide along the traces), so a neighbour shift about as good makes it doubtful
@@ -872,9 +883,37 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     return code, dj, di, score, margin, float(obs.sum())
 
 
+def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
+    """False when >= 2 rows' ink starts where a calibration pulse's foot would (10 mm before time
+    0, +-2.5 mm) and none of them shows the pulse's top stroke (1 mV up, 2.5-7.5 mm after the
+    foot's start) at anchor (dj, di); True otherwise."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    box = layout.LARGE_GRID_MM
+    h, w = up.shape
+    foot = layout.seconds_to_mm(0.0) - PULSE_LEAD_MM
+    expected = found = 0
+    for (first, _, _, _), y_b in zip(extents, layout.STANDARD_3X4.baselines_y_mm):
+        x_first = (first + 0.5) * mm_per - box / 2 - box * di
+        if abs(x_first - foot) > 2.5:
+            continue
+        expected += 1
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / box + dj + 0.5) * S - 0.5))
+        xa, xb = first + int(round(3.5 / mm_per)), first + int(round(6.5 / mm_per)) + 1
+        if p_top - 1 < 0 or p_top + 2 > h or xb > w:
+            continue
+        stroke = up[p_top - 1:p_top + 2, xa:xb].max(axis=0)
+        band = up[p_top + 2:p_top + int(round(8 / mm_per)), xa:xb]  # between the top and the baseline: empty
+        found += int(np.median(stroke) > 0.25 and np.median(stroke) > 2.0 * float(np.median(band)))
+    if _DEBUG:
+        print("pulse slots with ink", expected, "pulse tops found", found)
+    return expected < 2 or found > 0
+
+
 def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
     """(lowest, highest) box shift di that keeps the rows' ink (see `_row_extents`) between the
-    calibration pulse's foot and the 10 s line; None with fewer than 2 rows. Each bound is the
+    calibration pulse's foot and the 10 s line, and puts the trace ends seen on the 10 s line;
+    None with fewer than 2 rows. Each bound is the
     one that all rows but one (of 3 or 4; both of 2) demand: a row may carry a fold line, a stain
     or the page's edge into its band."""
     if len(extents) < 2:
@@ -887,7 +926,9 @@ def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
     tol = EXTENT_TOLERANCE_MM
     # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
     lows = sorted(((last + 0.5) * mm_per - box / 2 - t10 - tol) / box for _, last, _, _ in extents)
-    highs = sorted(((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _ in extents)
+    # a trace end in plain view is the 10 s line: the ink reaches it
+    highs = sorted([((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _ in extents]
+                   + [((last + 0.5) * mm_per - box / 2 - t10 + tol) / box for _, last, _, seen in extents if seen])
     k = max(2, len(extents) - 1)
     return float(np.ceil(lows[-k])), float(np.floor(highs[k - 1]))
 
