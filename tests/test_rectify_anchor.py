@@ -34,7 +34,7 @@ def test_rows_with_pulses_pin_the_time_anchor(di):
     t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
     up, read = _row_raster(4, di, t0 - C.PULSE_LEAD_MM, t10)
     ext = C._row_extents(up, 4, read)
-    assert len(ext) == 4 and all(fs and ls for _, _, fs, ls in ext)
+    assert len(ext) == 4 and all(fs and ls for _, _, fs, ls, _ in ext)
     assert C._extent_anchor_range(ext) == (di, di)
 
 
@@ -73,7 +73,7 @@ def test_row_ends_cut_by_the_view_are_not_seen():
     up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
     read[:, _sample_of(t10, 6) + 2:] = False
     ext = C._row_extents(up, 4, read)
-    assert ext and not any(ls for _, _, _, ls in ext) and all(fs for _, _, fs, _ in ext)
+    assert ext and not any(ls for _, _, _, ls, _ in ext) and all(fs for _, _, fs, _, _ in ext)
     assert C._row_trace_ends(up, 4, read) == []
 
 

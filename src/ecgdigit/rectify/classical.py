@@ -849,7 +849,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     # that leaves the ink of two rows outside is wrong, whatever the template says
     sc, djs, dis = full[code]
     a = int(np.nonzero(djs == dj)[0][0])
-    lo_hi = _extent_anchor_range(_row_extents(up, dj, up_read))
+    extents = _row_extents(up, dj, up_read)
+    lo_hi = _extent_anchor_range(extents)
     allowed = dis.copy()
     if lo_hi is not None:
         allowed = dis[(dis >= lo_hi[0]) & (dis <= lo_hi[1])]
@@ -867,7 +868,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             else:
                 margin = min(margin, EXTENT_CONFLICT_MARGIN)
                 allowed = dis.copy()
-    if not _pulses_where_ink_starts_early(up, dj, di, _row_extents(up, dj, up_read)):
+    if not _pulses_where_ink_starts_early(up, dj, di, extents):
         # the rows' ink starts where a calibration pulse would, but no pulse is there: the ink is
         # something else or the field's scale is off (moire), and the anchor cannot be trusted
         if _DEBUG:
@@ -893,7 +894,7 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
     h, w = up.shape
     foot = layout.seconds_to_mm(0.0) - PULSE_LEAD_MM
     expected = found = 0
-    for (first, _, _, _), y_b in zip(extents, layout.STANDARD_3X4.baselines_y_mm):
+    for first, _, _, _, y_b in extents:
         x_first = (first + 0.5) * mm_per - box / 2 - box * di
         if abs(x_first - foot) > 2.5:
             continue
@@ -925,17 +926,17 @@ def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
     t10 = layout.seconds_to_mm(layout.RECORD_SECONDS)
     tol = EXTENT_TOLERANCE_MM
     # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
-    lows = sorted(((last + 0.5) * mm_per - box / 2 - t10 - tol) / box for _, last, _, _ in extents)
+    lows = sorted(((last + 0.5) * mm_per - box / 2 - t10 - tol) / box for _, last, _, _, _ in extents)
     # a trace end in plain view is the 10 s line: the ink reaches it
-    highs = sorted([((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _ in extents]
-                   + [((last + 0.5) * mm_per - box / 2 - t10 + tol) / box for _, last, _, seen in extents if seen])
+    highs = sorted([((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _, _ in extents]
+                   + [((last + 0.5) * mm_per - box / 2 - t10 + tol) / box for _, last, _, seen, _ in extents if seen])
     k = max(2, len(extents) - 1)
     return float(np.ceil(lows[-k])), float(np.floor(highs[k - 1]))
 
 
 def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
-    """Per row whose ink is found: (first, last, first_seen, last_seen), the sample indices (x)
-    of the first and last long ink run along the row's baseline band.
+    """Per row whose ink is found: (first, last, first_seen, last_seen, baseline_mm), the sample
+    indices (x) of the first and last long ink run along the row's baseline band.
 
     `read` (the samples of `up` that were read, same shape): an end followed by samples not read
     (the image border, a torn or shadowed edge) may be where the view ends, not the trace;
@@ -973,18 +974,18 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
             continue
         first, last = int(runs[0][0]), int(runs[-1][-1])
         if read is None:
-            out.append((first, last, True, True))
+            out.append((first, last, True, True, y_b))
             continue
         last_seen = last + 1 + seen <= w and bool(read[p_b, last + 1:last + 1 + seen].all())
         first_seen = first - seen >= 0 and bool(read[p_b, first - seen:first].all())
-        out.append((first, last, first_seen, last_seen))
+        out.append((first, last, first_seen, last_seen, y_b))
     return out
 
 
 def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
     """Sample index (x) where each row's trace ends, for the rows whose end is found and seen
     (see `_row_extents`)."""
-    return [last for _, last, _, last_seen in _row_extents(up, dj, read, control=False) if last_seen]
+    return [last for _, last, _, last_seen, _ in _row_extents(up, dj, read, control=False) if last_seen]
 
 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
