@@ -95,7 +95,7 @@ MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10%
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
 MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from its middle
-PAGE_WINDOW_HALF_BOXES = 31  # ... and around a photo's page mask (56 boxes and a margin: the mask may hold a screen)
+PAGE_WINDOW_HALF_BOXES = 36  # ... and around a photo's page mask (56 boxes, perspective and a margin; the mask may hold a screen)
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
 SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
@@ -913,25 +913,37 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
 
 def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
     """(lowest, highest) box shift di that keeps the rows' ink (see `_row_extents`) between the
-    calibration pulse's foot and the 10 s line, and puts the trace ends seen on the 10 s line;
-    None with fewer than 2 rows. Each bound is the
-    one that all rows but one (of 3 or 4; both of 2) demand: a row may carry a fold line, a stain
-    or the page's edge into its band."""
-    if len(extents) < 2:
-        return None
+    calibration pulse's foot and the 10 s line; None when no bound is found. (A trace end seen
+    does not bound it from above: faint traces break up, and their runs end early in plain view;
+    `_trace_end_anchor` reads the ends where >= 3 rows agree.) Only run ends seen in plain view count
+    (the ink at the edge of the view may be the page's edge). Each bound is the one that all rows
+    but one (of 3 or 4; both of 2) demand: a row may carry a fold line or a stain into its band,
+    or lose a faint stretch of its trace."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     box = layout.LARGE_GRID_MM
     t0 = layout.seconds_to_mm(0.0)
     t10 = layout.seconds_to_mm(layout.RECORD_SECONDS)
     tol = EXTENT_TOLERANCE_MM
-    # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
-    lows = sorted(((last + 0.5) * mm_per - box / 2 - t10 - tol) / box for _, last, _, _, _ in extents)
-    # a trace end in plain view is the 10 s line: the ink reaches it
-    highs = sorted([((first + 0.5) * mm_per - box / 2 - (t0 - PULSE_LEAD_MM) + tol) / box for first, _, _, _, _ in extents]
-                   + [((last + 0.5) * mm_per - box / 2 - t10 + tol) / box for _, last, _, seen, _ in extents if seen])
-    k = max(2, len(extents) - 1)
-    return float(np.ceil(lows[-k])), float(np.floor(highs[k - 1]))
+
+    def shift(q: int, page_x: float, slack: float) -> float:
+        # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
+        return ((q + 0.5) * mm_per - box / 2 - page_x + slack) / box
+
+    lows, highs = [], []
+    for first, last, first_seen, last_seen, _ in extents:
+        if last_seen:
+            lows.append(shift(last, t10, -tol))  # the ink reaches the 10 s line at most
+        if first_seen:
+            highs.append(shift(first, t0 - PULSE_LEAD_MM, tol))  # the ink starts at the pulse's foot at the earliest
+    lo = hi_ = None
+    if len(lows) >= 2:
+        lo = float(np.ceil(sorted(lows)[-max(2, len(lows) - 1)]))
+    if len(highs) >= 2:
+        hi_ = float(np.floor(sorted(highs)[max(2, len(highs) - 1) - 1]))
+    if lo is None and hi_ is None:
+        return None
+    return (-np.inf if lo is None else lo), (np.inf if hi_ is None else hi_)
 
 
 def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
