@@ -63,6 +63,23 @@ def print_table(rows, title):
           " synth draws 8% gridless pages)")
 
 
+def box_offset(pred, truth, width, height):
+    """Mean node error as a shift in page boxes (di along time, dj down the page): a wrong
+    absolute anchor shows as a whole number."""
+    from ecgdigit.train.stage01 import visible
+
+    vis = visible(truth, width, height)
+    vis[-1, :] = False
+    vis[:, -1] = False
+    if not vis.any():
+        return np.nan, np.nan
+    d = (pred - truth)[vis]
+    ex = (truth[:-1, 1:] - truth[:-1, :-1])[vis[:-1, :-1]].mean(axis=0)  # one box along i
+    ey = (truth[1:, :-1] - truth[:-1, :-1])[vis[:-1, :-1]].mean(axis=0)  # one box along j
+    di, dj = np.linalg.solve(np.stack([ex, ey], axis=1), d.mean(axis=0))
+    return float(di), float(dj)
+
+
 def run_synthetic(types, records, seed, all_orientations, rectify):
     from ecgdigit.synth.sample import make_sample
 
@@ -87,8 +104,10 @@ def run_synthetic(types, records, seed, all_orientations, rectify):
         rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
                             seconds=sec, timings=r.timings, grid=smp.page.style.grid != "none"))
         if r.orientation != code or r.rejected or err.mean() > 1.0:
+            di, dj = box_offset(r.nodes, truth, image.shape[1], image.shape[0])
             tqdm.write(f"  {t} #{k} (grid {smp.page.style.grid}): orientation {code} -> {r.orientation}, "
-                       f"mean err {err.mean():.2f} mm, {'REJECTED ' if r.rejected else ''}"
+                       f"mean err {err.mean():.2f} mm (boxes di {di:+.2f} dj {dj:+.2f}), "
+                       f"{'REJECTED ' if r.rejected else ''}"
                        f"conf {r.confidence:.2f} {r.reason}")
     return rows
 

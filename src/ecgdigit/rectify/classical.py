@@ -66,18 +66,28 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
+CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
+CONTROL_BAND_FACTOR = 1.25  # ... times this
+EXTENT_TOLERANCE_MM = 2.0  # row ink may reach this far beyond the pulse's foot / the 10 s line (blur, closing)
+PULSE_LEAD_MM = 10.0  # the calibration pulse's foot starts this long before time 0
+EXTENT_CONFLICT_MARGIN = 0.12  # margin when the rows' ink fits no time anchor the layout accepts
+PULSE_CONFLICT_MARGIN = 0.08  # margin when the rows' ink starts at a pulse's foot but no pulse is there
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
 INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
 INK_PAPER_ABS = 0.05
 _DEBUG = False
+_DEBUG_DUMP: Optional[str] = None  # .npz path: `_orient_and_anchor` saves its upright ink raster there
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
 LABEL_WEIGHT = 1.0
 # header text (top left, 8..20 mm from the page's left edge, 4 lines from 4..8 mm down) and the
 # speed/gain line (under the last row, starting 0..40 mm after time 0): regions nearly always inked
 HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
-MIRROR_PRIOR = 0.01  # head start of the unmirrored reading (pages are seen from the front)
+MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from the front)
+MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
+# (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
@@ -87,7 +97,8 @@ GOOD_NODE_COUNT = 1000
 MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
-MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from the lattice origin
+MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from its middle
+PAGE_WINDOW_HALF_BOXES = 36  # ... and around a photo's page mask (56 boxes, perspective and a margin; the mask may hold a screen)
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
 SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
@@ -559,11 +570,18 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     x0, y0, x1, y1 = bounds if bounds is not None else (0, 0, w - 1, h - 1)
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
     km = lat.inverse(corners)
-    k0 = int(max(np.floor(km[:, 0].min()) - 1, -MAX_WINDOW_BOXES))
-    k1 = int(min(np.ceil(km[:, 0].max()) + 1, MAX_WINDOW_BOXES))
-    m0 = int(max(np.floor(km[:, 1].min()) - 1, -MAX_WINDOW_BOXES))
-    m1 = int(min(np.ceil(km[:, 1].max()) + 1, MAX_WINDOW_BOXES))
+    ek = em = 1
+    # at most MAX_WINDOW_BOXES each way from the middle of the area (the lattice's origin may lie
+    # near a page edge)
+    half = MAX_WINDOW_BOXES if bounds is None else PAGE_WINDOW_HALF_BOXES
+    kmid, mmid = [int(round(0.5 * (km[:, c].min() + km[:, c].max()))) for c in (0, 1)]
+    k0 = int(max(np.floor(km[:, 0].min()) - ek, kmid - half))
+    k1 = int(min(np.ceil(km[:, 0].max()) + ek, kmid + half))
+    m0 = int(max(np.floor(km[:, 1].min()) - em, mmid - half))
+    m1 = int(min(np.ceil(km[:, 1].max()) + em, mmid + half))
     nk, nm = k1 - k0 + 1, m1 - m0 + 1
+    if _DEBUG:
+        print("window k", k0, k1, "m", m0, m1, "bounds", bounds, "km", km.round(1).tolist())
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + k0, np.arange(nm, dtype=np.float64) + m0)
     field = lat(KK, MM)
     box = float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
@@ -828,11 +846,18 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
     score, code, dj, di = cand[0]
     mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
-    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / MIRROR_MARGIN_UNIT)
+    # a mirrored reading (a page seen through from its back: rare) must be clearly better
+    mirror_unit = MIRROR_MARGIN_UNIT if cand[0][1] < 4 else MIRROR_CLEAR_UNIT
+    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / mirror_unit)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
+    if _DEBUG_DUMP:  # the upright ink raster for inspection
+        np.savez(_DEBUG_DUMP, up=up, read=up_read, found=layout.undo_orientation(model.found, code), dj=dj, di=di)
     di_end = _trace_end_anchor(up, dj, up_read)
     ends = _row_trace_ends(up, dj, up_read)
+    if _DEBUG:
+        print("code", code, "dj", dj, "di", di, "ends", ends, "ends (mm from 10 s)",
+              [round((e + 0.5) * 1.0 - 2.5 - 5 * di - layout.seconds_to_mm(10.0), 1) for e in ends], "di_end", di_end)
     if len(ends) >= 3 and max(ends) - min(ends) > ROW_END_SPREAD_MM * S / layout.LARGE_GRID_MM:
         # the rows end together on paper: ends far apart in plain view mean a wrong field (a
         # moire lattice locked onto the wrong lines in places) or a wrong row anchor
@@ -849,27 +874,121 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             print("di template", di, "di from trace ends", di_end, "score there", round(s_end, 3), "best", round(score, 3))
         if abs(di_end - di) <= 1 or s_end >= TRACE_END_SCORE_SHARE * score:
             di = di_end
-    if di_end is None:
+    # the rows' ink lies between the pulse's foot (10 mm before time 0) and 10 s: a time anchor
+    # that leaves the ink of two rows outside is wrong, whatever the template says
+    sc, djs, dis = full[code]
+    a = int(np.nonzero(djs == dj)[0][0])
+    extents = _row_extents(up, dj, up_read)
+    lo_hi = _extent_anchor_range(extents)
+    allowed = dis.copy()
+    if lo_hi is not None:
+        allowed = dis[(dis >= lo_hi[0]) & (dis <= lo_hi[1])]
+        if _DEBUG:
+            print("di allowed by the rows' extents", lo_hi, "template di", di)
+        if allowed.size == 0:
+            margin = min(margin, EXTENT_CONFLICT_MARGIN)
+            allowed = dis.copy()
+        elif di not in allowed:
+            b_ok = np.nonzero(np.isin(dis, allowed))[0]
+            b_best = int(b_ok[np.argmax(sc[a, b_ok])])
+            s_new = float(sc[a, b_best])
+            if s_new >= TRACE_END_SCORE_SHARE * score:
+                di = int(dis[b_best])
+            else:
+                margin = min(margin, EXTENT_CONFLICT_MARGIN)
+                allowed = dis.copy()
+    if not _pulses_where_ink_starts_early(up, dj, di, extents):
+        # the rows' ink starts where a calibration pulse would, but no pulse is there: the ink is
+        # something else or the field's scale is off (moire), and the anchor cannot be trusted
+        if _DEBUG:
+            print("ink starts at the pulse's foot but no pulse top there")
+        margin = min(margin, PULSE_CONFLICT_MARGIN)
+    if di_end is None and allowed.size > 1:
         # no trace end confirms the time anchor: the template's score is nearly flat along time
         # (the bands slide along the traces), so a neighbour shift about as good makes it doubtful
-        sc, djs, dis = full[code]
-        a = int(np.nonzero(djs == dj)[0][0])
         b = int(np.nonzero(dis == di)[0][0])
-        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1]]
+        side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1] and dis[q] in allowed]
         if side:
             margin = min(margin, max(0.1, (float(sc[a, b]) - max(side)) / TIME_ANCHOR_MARGIN_UNIT))
     return code, dj, di, score, margin, float(obs.sum())
 
 
-def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
-    """Sample index (x) where each row's trace ends, for the rows whose end is found.
+def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
+    """False when >= 2 rows' ink starts where a calibration pulse's foot would (10 mm before time
+    0, +-2.5 mm) and none of them shows the pulse's top stroke (1 mV up, 2.5-7.5 mm after the
+    foot's start) at anchor (dj, di); True otherwise."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    box = layout.LARGE_GRID_MM
+    h, w = up.shape
+    foot = layout.seconds_to_mm(0.0) - PULSE_LEAD_MM
+    expected = found = 0
+    for first, _, _, _, y_b in extents:
+        x_first = (first + 0.5) * mm_per - box / 2 - box * di
+        if abs(x_first - foot) > 2.5:
+            continue
+        expected += 1
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / box + dj + 0.5) * S - 0.5))
+        xa, xb = first + int(round(3.5 / mm_per)), first + int(round(6.5 / mm_per)) + 1
+        if p_top - 1 < 0 or p_top + 2 > h or xb > w:
+            continue
+        stroke = up[p_top - 1:p_top + 2, xa:xb].max(axis=0)
+        band = up[p_top + 2:p_top + int(round(8 / mm_per)), xa:xb]  # between the top and the baseline: empty
+        found += int(np.median(stroke) > 0.25 and np.median(stroke) > 2.0 * float(np.median(band)))
+    if _DEBUG:
+        print("pulse slots with ink", expected, "pulse tops found", found)
+    return expected < 2 or found > 0
+
+
+def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
+    """(lowest, highest) box shift di that keeps the rows' ink (see `_row_extents`) between the
+    calibration pulse's foot and the 10 s line; None when no bound is found. (A trace end seen
+    does not bound it from above: faint traces break up, and their runs end early in plain view;
+    `_trace_end_anchor` reads the ends where >= 3 rows agree.) Only run ends seen in plain view count
+    (the ink at the edge of the view may be the page's edge). Each bound is the one that all rows
+    but one (of 3 or 4; both of 2) demand: a row may carry a fold line or a stain into its band,
+    or lose a faint stretch of its trace."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    box = layout.LARGE_GRID_MM
+    t0 = layout.seconds_to_mm(0.0)
+    t10 = layout.seconds_to_mm(layout.RECORD_SECONDS)
+    tol = EXTENT_TOLERANCE_MM
+
+    def shift(q: int, page_x: float, slack: float) -> float:
+        # sample q sits at page x = (q + 0.5) * mm_per - box / 2 - box * di
+        return ((q + 0.5) * mm_per - box / 2 - page_x + slack) / box
+
+    lows, highs = [], []
+    for first, last, first_seen, last_seen, _ in extents:
+        if last_seen:
+            lows.append(shift(last, t10, -tol))  # the ink reaches the 10 s line at most
+        if first_seen:
+            highs.append(shift(first, t0 - PULSE_LEAD_MM, tol))  # the ink starts at the pulse's foot at the earliest
+    lo = hi_ = None
+    if len(lows) >= 2:
+        lo = float(np.ceil(sorted(lows)[-max(2, len(lows) - 1)]))
+    if len(highs) >= 2:
+        hi_ = float(np.floor(sorted(highs)[max(2, len(highs) - 1) - 1]))
+    if lo is None and hi_ is None:
+        return None
+    return (-np.inf if lo is None else lo), (np.inf if hi_ is None else hi_)
+
+
+def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
+    """Per row whose ink is found: (first, last, first_seen, last_seen, baseline_mm), the sample
+    indices (x) of the first and last long ink run along the row's baseline band.
 
     `read` (the samples of `up` that were read, same shape): an end followed by samples not read
-    (the image border, a torn or shadowed edge) may be where the view ends, not the trace."""
+    (the image border, a torn or shadowed edge) may be where the view ends, not the trace;
+    `*_seen` says that TRACE_END_SEEN_MM of read samples follow it. `control`: the ink must also
+    stand above what the blank band between the rows holds (noise, moire); that keeps noise from
+    stretching the runs, but breaks faint traces up (their runs end early)."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     h, w = up.shape
-    ends = []
+    seen = int(TRACE_END_SEEN_MM / mm_per)
+    out = []
     for y_b in layout.STANDARD_3X4.baselines_y_mm:
         p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
         lo, hi = p_b - int(8 / mm_per), p_b + int(8 / mm_per)
@@ -879,17 +998,35 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
         level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
         if level <= 0:
             continue
-        # thin traces break up after the grid removal: close gaps, then the last long run ends the row
-        lab, n = ndimage.label(ndimage.binary_closing(prof > 0.3 * level, iterations=2))
+        thr = 0.3 * level
+        # the same band half-way to the row above is blank paper but for tall waves: what it holds
+        # in most columns is grid residue, moire or stain, and the trace must stand above it
+        c_lo, c_hi = lo - int(CONTROL_BAND_OFFSET_MM / mm_per), hi - int(CONTROL_BAND_OFFSET_MM / mm_per)
+        if control and c_lo >= 0:
+            ctrl = up[c_lo:c_hi].max(axis=0)
+            cols = read[p_b] & read[(c_lo + c_hi) // 2] if read is not None else np.ones(w, bool)
+            if cols.sum() >= 10:
+                thr = max(thr, CONTROL_BAND_FACTOR * float(np.percentile(ctrl[cols], CONTROL_BAND_PCT)))
+        # thin traces break up after the grid removal: close gaps, then the long runs make the row
+        lab, n = ndimage.label(ndimage.binary_closing(prof > thr, iterations=2))
         runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
-        if runs:
-            end = runs[-1][-1]
-            seen = int(TRACE_END_SEEN_MM / mm_per)
-            if read is not None and (end + 1 + seen > w or not read[p_b, end + 1:end + 1 + seen].all()):
-                continue
-            ends.append(int(end))
-    return ends
+        if not runs:
+            continue
+        first, last = int(runs[0][0]), int(runs[-1][-1])
+        if read is None:
+            out.append((first, last, True, True, y_b))
+            continue
+        last_seen = last + 1 + seen <= w and bool(read[p_b, last + 1:last + 1 + seen].all())
+        first_seen = first - seen >= 0 and bool(read[p_b, first - seen:first].all())
+        out.append((first, last, first_seen, last_seen, y_b))
+    return out
+
+
+def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
+    """Sample index (x) where each row's trace ends, for the rows whose end is found and seen
+    (see `_row_extents`)."""
+    return [last for _, last, _, last_seen, _ in _row_extents(up, dj, read, control=False) if last_seen]
 
 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:

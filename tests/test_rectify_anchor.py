@@ -1,0 +1,108 @@
+"""The classical rectifier's absolute anchor: which lattice node is the page origin (time and rows)."""
+import numpy as np
+import pytest
+
+from ecgdigit import layout
+from ecgdigit.rectify import classical as C
+from ecgdigit.rectify import rectify_to_canonical
+from ecgdigit.synth.sample import make_sample
+from ecgdigit.train.stage01 import node_errors_mm
+
+S = C.INK_SAMPLES_PER_BOX
+MM_PER = layout.LARGE_GRID_MM / S
+
+
+def _sample_of(page_x_mm: float, di: int) -> int:
+    """Ink raster column of page x (mm) when the page's node column 0 sits at window column di."""
+    return int(round((page_x_mm + layout.LARGE_GRID_MM / 2 + layout.LARGE_GRID_MM * di) / MM_PER - 0.5))
+
+
+def _row_raster(dj: int, di: int, start_mm: float, end_mm: float, width_boxes: int = 70, height_boxes: int = 55):
+    """An upright ink raster (1 sample per mm, cells centred on nodes) with the four rows' traces
+    drawn on their baselines from page x `start_mm` to `end_mm`, and everything read."""
+    up = np.zeros((height_boxes * S, width_boxes * S))
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+        up[p_b, _sample_of(start_mm, di):_sample_of(end_mm, di) + 1] = 1.0
+    return up, np.ones(up.shape, bool)
+
+
+@pytest.mark.parametrize("di", [3, 9])
+def test_rows_with_pulses_pin_the_time_anchor(di):
+    """Rows whose ink runs from the pulse's foot (10 mm before time 0) to 10 s, both ends in view,
+    fit exactly one box shift."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, di, t0 - C.PULSE_LEAD_MM, t10)
+    ext = C._row_extents(up, 4, read)
+    assert len(ext) == 4 and all(fs and ls for _, _, fs, ls, _ in ext)
+    assert C._extent_anchor_range(ext) == (di, di)
+
+
+def test_rows_without_pulses_bound_the_anchor_from_one_side():
+    """Without pulses the ink starts at time 0: the 10 s end fixes the lowest shift, the start
+    allows up to two boxes more (where a pulse would have started). With the view ending at 10 s
+    (ends not seen: the ink at the view's edge may be the page's edge) only the start bounds it."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0, t10)
+    assert C._extent_anchor_range(C._row_extents(up, 4, read)) == (6, 8)
+    read[:, _sample_of(t10, 6) + 2:] = False
+    assert C._extent_anchor_range(C._row_extents(up, 4, read)) == (-np.inf, 8)
+
+
+def test_rows_longer_than_ten_seconds_fit_no_anchor():
+    """Ink running 20 mm longer than the layout's rows (a lattice of the wrong pitch) leaves no box
+    shift that keeps it between the pulse and the 10 s line."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10 + 20.0)
+    lo, hi = C._extent_anchor_range(C._row_extents(up, 4, read))
+    assert lo > hi
+
+
+def test_row_ends_cut_by_the_view_are_not_seen():
+    """A trace end followed by samples that were not read (image border, torn edge) is not
+    evidence of the 10 s line."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
+    read[:, _sample_of(t10, 6) + 2:] = False
+    ext = C._row_extents(up, 4, read)
+    assert ext and not any(ls for _, _, _, ls, _ in ext) and all(fs for _, _, fs, _, _ in ext)
+    assert C._row_trace_ends(up, 4, read) == []
+
+
+def test_noise_in_the_blank_band_does_not_extend_the_rows():
+    """Grid residue / moire over the whole page (the same in the blank band between rows) must not
+    stretch the rows' ink runs out to the page edges."""
+    rng = np.random.default_rng(0)
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
+    up = np.maximum(up, 0.35 * (rng.random(up.shape) < 0.3))
+    assert C._extent_anchor_range(C._row_extents(up, 4, read)) == (6, 6)
+
+
+def test_photo_of_a_page_off_centre_is_anchored_at_its_row_ends():
+    """A damaged print photographed off-centre (bench seed 9100): the lattice was found near the
+    page's left edge and the refinement window, capped around that point, stopped short of the
+    rows' ends; the page came out one box (5 mm) late. The window now spans the page."""
+    smp = make_sample(9100, 2, "0010")
+    assert smp.orientation == 0 and smp.page.style.grid != "none"
+    r = rectify_to_canonical(smp.image)
+    assert r.orientation == 0, r.reason
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert err.mean() < 0.6 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
+
+
+def test_ink_in_the_pulse_slot_must_be_a_pulse():
+    """Rows whose ink starts 10 mm before time 0 fit a page with calibration pulses: the pulses'
+    top strokes (1 mV up) must be there; ink starting there without them (a page without pulses
+    read with a stretched lattice) makes the anchor doubtful."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    foot = t0 - C.PULSE_LEAD_MM
+    up, read = _row_raster(4, 6, foot, t10)
+    ext = C._row_extents(up, 4, read)
+    assert not C._pulses_where_ink_starts_early(up, 4, 6, ext)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:  # draw the pulses' top strokes
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_top, _sample_of(foot + 2.5, 6):_sample_of(foot + 7.5, 6) + 1] = 1.0
+    assert C._pulses_where_ink_starts_early(up, 4, 6, C._row_extents(up, 4, read))
+    up2, read2 = _row_raster(4, 6, t0, t10)  # no pulses and the ink starts at time 0: nothing expected
+    assert C._pulses_where_ink_starts_early(up2, 4, 6, C._row_extents(up2, 4, read2))
