@@ -196,3 +196,45 @@ def test_faint_grid_render_is_read_once():
     image = SyntheticECGDataset(1, seed=2, types=["0001"], mode="canonical")[0]["image"]
     assert grid_to_trace_ratio(darkness(image)) < 0.1  # a pale grid: no doubt, one reading
     assert len(band_map_variants(image)) == 1
+
+
+def test_blob_mask_keeps_mould_and_leaves_pen_lines():
+    from ecgdigit.trace.classical import blob_mask
+
+    ink = np.zeros((200, 400), np.float32)
+    ink[50:55, 20:380] = 1.0  # a flat pen line 5 px thick
+    ink[60:160, 200:204] = 1.0  # a steep stroke (4 px wide along x: 2 square px)
+    yy, xx = np.mgrid[:200, :400]
+    ink[((xx - 100) / 2.0) ** 2 + (yy - 130) ** 2 <= 15 ** 2] = 1.0  # a colony, radius 15 square px
+    blobs = blob_mask(ink, radius=4.0, level=0.5)
+    assert blobs[130, 100] == 1 and blobs[120, 110] == 1
+    assert blobs[52, 20:380].max() == 0 and blobs[60:160, 200:204].max() == 0
+
+
+def test_mould_colony_on_a_flat_trace_is_bridged_not_read(clean_item):
+    """Dark mould colonies painted over a flat stretch of lead II's trace (row 2): the tracked runs
+    there are the trace merged with the colonies, whose centre lay up to 27 px below the trace;
+    such runs are now gaps that the extraction bridges from the trace on both sides."""
+    from ecgdigit.synth.degrade.effects import _paint_colony
+    from ecgdigit.trace.classical import ClassicalOptions
+
+    image = clean_item["image"]
+    band = 1
+    y_clean = band_columns(classical_band_maps(image), ExtractOptions())[0][band]
+    x0 = next(x for x in range(600, 3800, 20)
+              if np.isfinite(y_clean[x:x + 120]).all() and np.ptp(y_clean[x:x + 120]) < 8)
+    cols = np.arange(x0, x0 + 120)
+    xc, yc = x0 + 60, float(np.median(y_clean[cols]))
+    mouldy = image.copy()
+    rng = np.random.default_rng(3)
+    for dx, dy, radius in [(0, 14, 22), (-40, 18, 14), (35, 12, 16)]:
+        _paint_colony(mouldy, rng, xc + dx, yc + dy, radius, np.array([40.0, 45.0, 35.0]))
+
+    def error(options):
+        y = band_columns(classical_band_maps(mouldy, options), ExtractOptions())[0][band]
+        ok = np.isfinite(y)
+        filled = np.interp(np.arange(len(y)), np.flatnonzero(ok), y[ok])
+        return np.abs(filled[cols] - y_clean[cols]).max()
+
+    assert error(ClassicalOptions()) < 4.0
+    assert error(ClassicalOptions(blob_cost=0, blob_gap_pens=0)) > 10.0  # read as before: off the trace
