@@ -1174,7 +1174,9 @@ def _local_lattice(model: "GridModel", div: Tuple[int, int], swx: float, swy: fl
 # fit it well. Calibrated on seeds 9100/9200/9600/9800, types 0005/0006/0009/0010/0012 (8 each):
 # pages read within 0.6 mm had >= 0.40 of their page nodes in view found and <= 0.24 of the trace
 # area more than 5 boxes from a found node; the broken 0010 fields (1.6 .. 190 mm) had 0.27 .. 0.39
-# found, or 0.55 of the trace area far from any found node.
+# found, or 0.55 of the trace area far from any found node. On seeds 9300/9400/9500 (not tuned on) it
+# cost 2 of 49 usable good pages (0010 with 0.34 / 0.38 found, 0.4 mm) and refused 1 of 3 bad ones (the
+# others: wrong anchors or orientation on a sound field, and a slip of one box between found parts).
 FOUND_SHARE_RAMP = (0.36, 0.50)  # share of page nodes in view found: factor 0 at the first, 1 at the second
 FAR_FROM_FOUND_BOXES = 5.0  # a trace-area node this far (in boxes) from a found node is extrapolated far
 FAR_SHARE_RAMP = (0.30, 0.50)  # share of the trace area extrapolated far: factor 1 at the first, 0 at the second
