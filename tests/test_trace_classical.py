@@ -238,3 +238,29 @@ def test_mould_colony_on_a_flat_trace_is_bridged_not_read(clean_item):
 
     assert error(ClassicalOptions()) < 4.0
     assert error(ClassicalOptions(blob_cost=0, blob_gap_pens=0)) > 10.0  # read as before: off the trace
+
+
+def test_moire_read_as_blobs_is_also_read_without_them():
+    """On a screen photo (our engine's 0006, seed 4242, second image) the moire passes the blob test
+    along half the rows, and reading it as mould colonies loses the trace. Such a page is also read
+    without blobs and the Digitizer's consistency choice keeps that reading; a mould page's colonies
+    (0011, same seed) stay local and it is read with them."""
+    from ecgdigit.pipeline import read_most_consistent
+    from ecgdigit.trace.classical import ClassicalOptions, band_map_variants, blob_column_share
+    from ecgdigit.trace.extract import extract_record
+
+    o = ClassicalOptions()
+    item = SyntheticECGDataset(2, seed=4242, types=["0006"], mode="canonical")[1]
+    fs = float(item["fs"])
+    lengths = default_lead_lengths(fs)
+    truth = truth_record(item["signals"].astype(np.float64), fs, lengths)
+    assert blob_column_share(ink_map(item["image"], o), o) > o.blob_widespread_share
+    variants = band_map_variants(item["image"])
+    scores = [score_records([truth], [extract_record(m, lengths, fs, ExtractOptions())], [fs]).score for m in variants]
+    chosen, _ = read_most_consistent(variants, lengths, fs)
+    chosen_score = score_records([truth], [chosen], [fs]).score
+    assert max(scores) - scores[0] > 5, scores  # the blob reading (first) is the poor one here
+    assert chosen_score > scores[0] + 5, (scores, chosen_score)
+
+    mould = SyntheticECGDataset(1, seed=4242, types=["0011"], mode="canonical")[0]["image"]
+    assert blob_column_share(ink_map(mould, o), o) < o.blob_widespread_share

@@ -105,6 +105,7 @@ class ClassicalOptions:
     blob_margin_px: int = 0  # the blob mask grown by this many px
     blob_blur_px: float = 2.0  # sigma along y (x: twice as many px, the frame's aspect)
     blob_gap_pens: float = 3.0  # 0: never a gap
+    blob_widespread_share: float = 0.3  # blobs near the baselines in more columns: also read without blobs
 
 
 def darkness(image: np.ndarray, options: Optional[ClassicalOptions] = None) -> np.ndarray:
@@ -133,8 +134,33 @@ def band_map_variants(image: np.ndarray, options: Optional[ClassicalOptions] = N
     dark = darkness(image, o)  # computed once for the ratio and every reading
     ratio = grid_to_trace_ratio(dark, o.grid_row_percentile, o.grid_block_px)
     if ratio >= o.grid_removal_ratio or ratio < o.grid_ambiguous_ratio:
-        return [classical_band_maps(image, replace(o, remove_grid_lines=ratio >= o.grid_removal_ratio), dark)]
-    return [classical_band_maps(image, replace(o, remove_grid_lines=remove), dark) for remove in (False, True)]
+        grid_choices = [ratio >= o.grid_removal_ratio]
+    else:
+        grid_choices = [False, True]
+    readings = []
+    for remove in grid_choices:
+        g = replace(o, remove_grid_lines=remove)
+        readings.append(classical_band_maps(image, g, dark))
+        if (o.blob_cost > 0 or o.blob_gap_pens > 0) and blob_column_share(ink_map(image, g, dark), g) > o.blob_widespread_share:
+            # "blobs" along most of the rows are the page's texture (moire of a screen photo), not
+            # colonies: reading them as blots can lose the trace, so the reading without is offered too
+            readings.append(classical_band_maps(image, replace(g, blob_cost=0.0, blob_gap_pens=0.0), dark))
+    return readings
+
+
+def blob_column_share(ink: np.ndarray, o: ClassicalOptions) -> float:
+    """Share of the 0-10 s columns with a blob (`blob_mask` as the tracker finds them) within 0.5 mV
+    of some row's baseline: mould colonies and blots cover ~5-10 %, a screen photo's moire 50-100 %."""
+    h, w = ink.shape
+    sx, sy = _frame_scale(h, w)
+    pen = pen_width(ink, o.threshold)
+    src = cv2.GaussianBlur(ink, (0, 0), 2 * o.blob_blur_px, sigmaY=o.blob_blur_px) if o.blob_blur_px > 0 else ink
+    blobs = blob_mask(src, max(o.blob_radius_px, o.blob_radius_pens * pen), o.blob_level, o.blob_margin_px) > 0
+    x0, x1 = int(CANONICAL_X_T0 * sx), min(int(CANONICAL_X_T10 * sx), w)
+    near = np.zeros(h, bool)
+    for yb in CANONICAL_BASELINES_Y:
+        near[max(int((yb - 0.5 * CANONICAL_PX_PER_MV) * sy), 0):int((yb + 0.5 * CANONICAL_PX_PER_MV) * sy)] = True
+    return float(blobs[near, x0:x1].any(axis=0).mean())
 
 
 def ink_map(image: np.ndarray, options: Optional[ClassicalOptions] = None,
