@@ -98,7 +98,7 @@ MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10%
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
 MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from its middle
-PAGE_WINDOW_HALF_BOXES = 36  # ... and around a photo's page mask (56 boxes, perspective and a margin; the mask may hold a screen)
+PAGE_WINDOW_HALF_BOXES = 40  # ... and around a photo's page mask (56 boxes, perspective and a margin; the mask may hold a screen; 36 cut a grey-grid photo short: 12 boxes off)
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
 SQUARE_PITCH_RATIO = 1.15  # the two families' pitches differ less than this (square boxes, moderate perspective)
 SQUARE_ANGLE_DEG = 8.0  # and their lines cross within this of a right angle
@@ -889,14 +889,10 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
             margin = min(margin, EXTENT_CONFLICT_MARGIN)
             allowed = dis.copy()
         elif di not in allowed:
-            b_ok = np.nonzero(np.isin(dis, allowed))[0]
-            b_best = int(b_ok[np.argmax(sc[a, b_ok])])
-            s_new = float(sc[a, b_best])
-            if s_new >= TRACE_END_SCORE_SHARE * score:
-                di = int(dis[b_best])
-            else:
-                margin = min(margin, EXTENT_CONFLICT_MARGIN)
-                allowed = dis.copy()
+            # the rows' extents are read from plain-view ink (a photo's grey grid, folds and
+            # stains pass for ink too): they doubt the template's anchor but never move it
+            margin = min(margin, EXTENT_CONFLICT_MARGIN)
+            allowed = dis.copy()
     if not _pulses_where_ink_starts_early(up, dj, di, extents):
         # the rows' ink starts where a calibration pulse would, but no pulse is there: the ink is
         # something else or the field's scale is off (moire), and the anchor cannot be trusted
