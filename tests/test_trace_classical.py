@@ -246,7 +246,7 @@ def test_moire_read_as_blobs_is_also_read_without_them():
     without blobs and the Digitizer's consistency choice keeps that reading; a mould page's colonies
     (0011, same seed) stay local and it is read with them."""
     from ecgdigit.pipeline import read_most_consistent
-    from ecgdigit.trace.classical import ClassicalOptions, band_map_variants, blob_column_share
+    from ecgdigit.trace.classical import ClassicalOptions, band_map_variants, blob_column_share, page_blobs
     from ecgdigit.trace.extract import extract_record
 
     o = ClassicalOptions()
@@ -254,7 +254,7 @@ def test_moire_read_as_blobs_is_also_read_without_them():
     fs = float(item["fs"])
     lengths = default_lead_lengths(fs)
     truth = truth_record(item["signals"].astype(np.float64), fs, lengths)
-    assert blob_column_share(ink_map(item["image"], o), o) > o.blob_widespread_share
+    assert blob_column_share(page_blobs(ink_map(item["image"], o), o)[0]) > o.blob_widespread_share
     variants = band_map_variants(item["image"])
     scores = [score_records([truth], [extract_record(m, lengths, fs, ExtractOptions())], [fs]).score for m in variants]
     chosen, _ = read_most_consistent(variants, lengths, fs)
@@ -263,4 +263,4 @@ def test_moire_read_as_blobs_is_also_read_without_them():
     assert chosen_score > scores[0] + 5, (scores, chosen_score)
 
     mould = SyntheticECGDataset(1, seed=4242, types=["0011"], mode="canonical")[0]["image"]
-    assert blob_column_share(ink_map(mould, o), o) < o.blob_widespread_share
+    assert blob_column_share(page_blobs(ink_map(mould, o), o)[0]) < o.blob_widespread_share

@@ -27,7 +27,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -140,22 +140,30 @@ def band_map_variants(image: np.ndarray, options: Optional[ClassicalOptions] = N
     readings = []
     for remove in grid_choices:
         g = replace(o, remove_grid_lines=remove)
-        readings.append(classical_band_maps(image, g, dark))
-        if (o.blob_cost > 0 or o.blob_gap_pens > 0) and blob_column_share(ink_map(image, g, dark), g) > o.blob_widespread_share:
+        ink = ink_map(image, g, dark)
+        blobs = page_blobs(ink, g) if g.blob_cost > 0 or g.blob_gap_pens > 0 else None
+        readings.append(_band_maps_of_ink(ink, g, blobs))
+        if blobs is not None and blob_column_share(blobs[0]) > o.blob_widespread_share:
             # "blobs" along most of the rows are the page's texture (moire of a screen photo), not
             # colonies: reading them as blots can lose the trace, so the reading without is offered too
-            readings.append(classical_band_maps(image, replace(g, blob_cost=0.0, blob_gap_pens=0.0), dark))
+            readings.append(_band_maps_of_ink(ink, replace(g, blob_cost=0.0, blob_gap_pens=0.0)))
     return readings
 
 
-def blob_column_share(ink: np.ndarray, o: ClassicalOptions) -> float:
-    """Share of the 0-10 s columns with a blob (`blob_mask` as the tracker finds them) within 0.5 mV
-    of some row's baseline: mould colonies and blots cover ~5-10 %, a screen photo's moire 50-100 %."""
-    h, w = ink.shape
-    sx, sy = _frame_scale(h, w)
+def page_blobs(ink: np.ndarray, o: ClassicalOptions) -> Tuple[np.ndarray, float]:
+    """(blob mask, pen width px) of an ink map as the tracker uses them: `blob_mask` on the ink
+    blurred by `blob_blur_px`, with a disk of `blob_radius_px` or `blob_radius_pens` pen widths."""
     pen = pen_width(ink, o.threshold)
     src = cv2.GaussianBlur(ink, (0, 0), 2 * o.blob_blur_px, sigmaY=o.blob_blur_px) if o.blob_blur_px > 0 else ink
-    blobs = blob_mask(src, max(o.blob_radius_px, o.blob_radius_pens * pen), o.blob_level, o.blob_margin_px) > 0
+    return blob_mask(src, max(o.blob_radius_px, o.blob_radius_pens * pen), o.blob_level, o.blob_margin_px), pen
+
+
+def blob_column_share(blobs: np.ndarray) -> float:
+    """Share of the 0-10 s columns with a blob (`page_blobs`' mask) within 0.5 mV of some row's
+    baseline: mould colonies and blots cover ~5-10 %, a screen photo's moire 50-100 %."""
+    h, w = blobs.shape
+    sx, sy = _frame_scale(h, w)
+    blobs = blobs > 0
     x0, x1 = int(CANONICAL_X_T0 * sx), min(int(CANONICAL_X_T10 * sx), w)
     near = np.zeros(h, bool)
     for yb in CANONICAL_BASELINES_Y:
@@ -257,20 +265,31 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     image's `darkness`, when the caller already has it.
     """
     o = options or ClassicalOptions()
-    ink = ink_map(image, o, dark)
+    return _band_maps_of_ink(ink_map(image, o, dark), o)
+
+
+def _median_run_px(tracks: list) -> Optional[float]:
+    """The median length (px) of the tracked runs of all bands: the pen's thickness, as flat strokes
+    dominate (None when nothing was tracked)."""
+    lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
+    return float(np.median(lengths)) if len(lengths) else None
+
+
+def _band_maps_of_ink(ink: np.ndarray, o: ClassicalOptions, blobs: Optional[Tuple[np.ndarray, float]] = None) -> np.ndarray:
+    """`classical_band_maps` of the page's `ink_map`; `blobs`: its `page_blobs`, when the caller
+    already has them (found here when blob handling is on and they are not given)."""
     h, w = ink.shape
     sx, sy = _frame_scale(h, w)
     x0 = max(int((CANONICAL_X_T0 - o.x_margin_px) * sx), 0)
     x1 = min(int(np.ceil((CANONICAL_X_T10 + o.x_margin_px) * sx)) + 1, w)
-    labels = o.label_cost * _label_boxes(h, w, o) if o.label_cost > 0 else np.zeros((h, w), np.float32)
-    blobs, pen = None, None
-    if o.blob_cost > 0 or o.blob_gap_pens > 0:
-        pen = pen_width(ink, o.threshold)
-        radius = max(o.blob_radius_px, o.blob_radius_pens * pen)
-        src = cv2.GaussianBlur(ink, (0, 0), 2 * o.blob_blur_px, sigmaY=o.blob_blur_px) if o.blob_blur_px > 0 else ink
-        blobs = blob_mask(src, radius, o.blob_level, o.blob_margin_px)
-        if o.blob_cost > 0:
-            labels = labels + o.blob_cost * blobs
+    label_mask = _label_boxes(h, w, o)
+    labels = o.label_cost * label_mask if o.label_cost > 0 else np.zeros((h, w), np.float32)
+    if o.blob_cost <= 0 and o.blob_gap_pens <= 0:
+        blobs = None
+    elif blobs is None:
+        blobs = page_blobs(ink, o)
+    if blobs is not None and o.blob_cost > 0:
+        labels = labels + o.blob_cost * blobs[0]
     n_bands = len(CANONICAL_BASELINES_Y)
     tracks = [_track_band(ink, band, (x0, x1), (sx, sy), o.window_up_mv, o.window_down_mv, labels, o)
               for band in range(n_bands)]
@@ -285,8 +304,8 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         # strokes merged where a tall wave crosses the other row, and the spike's band must get it.
         claim_len = None
         if at_edge and o.claim_flat_pens > 0:
-            lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
-            claim_len = o.claim_flat_pens * float(np.median(lengths)) if len(lengths) else None
+            run_px = _median_run_px(tracks)
+            claim_len = o.claim_flat_pens * run_px if run_px is not None else None
         claimed = [_run_mask(h, w, top, bottom, y0, x0, max_len=claim_len) for y0, _, top, bottom in tracks] if at_edge else []
         for band in at_edge:
             others = np.maximum.reduce([claimed[b] for b in range(n_bands) if b != band])
@@ -295,22 +314,22 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
     if blobs is not None and o.blob_gap_pens > 0:
         # A run merged with a mould colony or blot: its centre says nothing about the trace, which
         # the extraction bridges from both sides instead.
+        blob, ink_pen = blobs
         for y0, _, top, bottom in tracks:
             on = top >= 0
             centre = np.where(on, (top + bottom) // 2 + y0, 0)
-            merged = on & (blobs[centre, np.arange(x0, x1)] > 0) & (bottom - top + 1 > o.blob_gap_pens * pen)
+            merged = on & (blob[centre, np.arange(x0, x1)] > 0) & (bottom - top + 1 > o.blob_gap_pens * ink_pen)
             top[merged] = -1
             bottom[merged] = -1
     plain = np.zeros((n_bands, w), bool)  # columns read without centre weighting
     if o.split_shared:
         tracks, spike_cols = split_shared_runs(tracks)
         plain[:, x0:x1] = spike_cols
+    pen = _median_run_px(tracks) or 3.0  # px; the tracks no longer change below
     if o.plain_long_pens > 0:
         # Long runs (steep strokes) through a lead label read as their middle: weighting by
         # thickness pulled the centre onto the letters (elsewhere it helps: merged apex strokes).
-        lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
-        pen = float(np.median(lengths)) if len(lengths) else 3.0
-        in_label = np.vstack([np.zeros((1, w)), np.cumsum(_label_boxes(h, w, o), axis=0)])
+        in_label = np.vstack([np.zeros((1, w)), np.cumsum(label_mask, axis=0)])
         for band, (y0, _, top, bottom) in enumerate(tracks):
             cols = np.arange(x0, x1)
             on = top >= 0
@@ -337,10 +356,9 @@ def classical_band_maps(image: np.ndarray, options: Optional[ClassicalOptions] =
         gap = np.maximum(top[1:] - bottom[:-1], top[:-1] - bottom[1:]) - 1
         touching[band, x0 + 1:x1] = on[1:] & on[:-1] & (gap <= 1)
         run_len[band, x0:x1] = np.where(on, bottom - top + 1, 0)
-    pen_px = float(np.median(run_len[run_len > 0])) if (run_len > 0).any() else 3.0  # flat strokes dominate
     # Strokes: ink (outside the lead-label boxes, whose letters are steep strokes too) ...
-    stroke_ink = (ink >= o.threshold) & ~(_label_boxes(h, w, o) > 0)
-    stroke = (stroke_ink, BRIDGE_MAX_WIDTH_PENS * pen_px * 2 * sx / sy)  # ... at most this wide (x doubled)
+    stroke_ink = (ink >= o.threshold) & ~(label_mask > 0)
+    stroke = (stroke_ink, BRIDGE_MAX_WIDTH_PENS * pen * 2 * sx / sy)  # ... at most this wide (x doubled)
     return _thin_lines(maps, peak, o.line_sigma, o.bridge, touching=touching, run_len=run_len, stroke=stroke)
 
 
@@ -390,10 +408,9 @@ def split_shared_runs(tracks: list, flat_pens: float = 8.0, split_both: bool = T
     """
     tracks = [(y0, y1, top.copy(), bottom.copy()) for y0, y1, top, bottom in tracks]
     spike_cols = np.zeros((len(tracks), len(tracks[0][2])), bool)
-    lengths = np.concatenate([(b - t + 1)[t >= 0] for _, _, t, b in tracks])
-    if not len(lengths):
+    pen = _median_run_px(tracks)
+    if pen is None:
         return tracks, spike_cols
-    pen = float(np.median(lengths))
     for upper in range(len(tracks) - 1):
         lower = upper + 1
         (ya, ya_end, ta, ba), (yb, yb_end, tb, bb) = tracks[upper], tracks[lower]
