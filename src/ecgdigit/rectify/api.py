@@ -153,12 +153,11 @@ def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np
                          reason=reason, timings=timings, method=method)
 
 
-# Below this the classical result is unusable (the pipeline reads no traces under 0.1); on pages
-# printed without a grid the classical rectifier either rejects ("no periodic grid", "too few grid
-# nodes") or locks onto scanner/screen texture with a near-zero confidence.
 # Below this confidence a page's geometry is not worth reading (the Digitizer refuses it, see
 # ecgdigit.pipeline): on 36 dev images (seed 6100) the 3 images under 0.1 scored -13.1, -9.5 and
-# -2.6 dB, a flat fallback +0.5 dB. A classical result under it also means "no usable grid".
+# -2.6 dB, a flat fallback +0.5 dB. A classical result under it also means "no usable grid": on
+# pages printed without one the classical rectifier either rejects ("no periodic grid", "too few
+# grid nodes") or locks onto scanner/screen texture with a near-zero confidence.
 USABLE_CONFIDENCE = 0.1
 
 

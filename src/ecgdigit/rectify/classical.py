@@ -570,15 +570,14 @@ def _refine(f: np.ndarray, lat: Lattice, centre_xy: Optional[np.ndarray] = None,
     x0, y0, x1, y1 = bounds if bounds is not None else (0, 0, w - 1, h - 1)
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
     km = lat.inverse(corners)
-    ek = em = 1
-    # at most MAX_WINDOW_BOXES each way from the middle of the area (the lattice's origin may lie
-    # near a page edge)
+    # one box beyond the area, at most MAX_WINDOW_BOXES each way from its middle (the lattice's
+    # origin may lie near a page edge)
     half = MAX_WINDOW_BOXES if bounds is None else PAGE_WINDOW_HALF_BOXES
     kmid, mmid = [int(round(0.5 * (km[:, c].min() + km[:, c].max()))) for c in (0, 1)]
-    k0 = int(max(np.floor(km[:, 0].min()) - ek, kmid - half))
-    k1 = int(min(np.ceil(km[:, 0].max()) + ek, kmid + half))
-    m0 = int(max(np.floor(km[:, 1].min()) - em, mmid - half))
-    m1 = int(min(np.ceil(km[:, 1].max()) + em, mmid + half))
+    k0 = int(max(np.floor(km[:, 0].min()) - 1, kmid - half))
+    k1 = int(min(np.ceil(km[:, 0].max()) + 1, kmid + half))
+    m0 = int(max(np.floor(km[:, 1].min()) - 1, mmid - half))
+    m1 = int(min(np.ceil(km[:, 1].max()) + 1, mmid + half))
     nk, nm = k1 - k0 + 1, m1 - m0 + 1
     if _DEBUG:
         print("window k", k0, k1, "m", m0, m1, "bounds", bounds, "km", km.round(1).tolist())
@@ -1102,18 +1101,18 @@ def _grid_model(rgb: np.ndarray, lat_full: Lattice, from_chroma: bool, mask1: Op
     t0 = time.perf_counter()
     # grow from the page centre; under strong perspective (the pitch differs by up to a third
     # across the page) from where the lattice was measured, the only place where it holds
-    centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
-    if lat_full.local:
-        centre = lat_w.origin
-    elif mask_w is not None:
-        ys, xs = np.nonzero(mask_w[::4, ::4])
-        centre = np.array([xs.mean() * 4, ys.mean() * 4])
     bounds = None
     if mask_w is not None:  # the page's box (with a margin of a few boxes): the window need not cover the room
         ys, xs = np.nonzero(mask_w[::4, ::4])
         pad = 3 * _box_px(lat_w)
         bounds = (max(0.0, xs.min() * 4 - pad), max(0.0, ys.min() * 4 - pad),
                   min(work.shape[1] - 1.0, xs.max() * 4 + pad), min(work.shape[0] - 1.0, ys.max() * 4 + pad))
+    if lat_full.local:
+        centre = lat_w.origin
+    elif mask_w is not None:
+        centre = np.array([xs.mean() * 4, ys.mean() * 4])
+    else:
+        centre = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
     model = _refine(feat, lat_w, centre, bounds=bounds)
     timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - t0
     return model, dark, feat, (swx, swy)

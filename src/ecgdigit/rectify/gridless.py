@@ -842,15 +842,6 @@ def _fit_page_model(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndar
                 perspective=mode != "affine", lens_used=mode == "lens", cost=float(best.cost), end_kept=keep)
 
 
-def _fit_page_homography(end_img: np.ndarray, end_page: np.ndarray, base_img: np.ndarray, base_y: np.ndarray,
-                         base_w: np.ndarray, scale: float, fix_img: Optional[np.ndarray] = None,
-                         fix_y: Optional[np.ndarray] = None):
-    """(G image -> page mm, end residuals mm, baseline residuals mm) of `_fit_page_model` without
-    a camera model (no lens term, no camera prior)."""
-    m = _fit_page_model(end_img, end_page, base_img, base_y, base_w, scale, fix_img, fix_y, lens=None)
-    return m["G"], m["r_end"], m["r_base"]
-
-
 _MARKS_CACHE: Dict[str, np.ndarray] = {}
 MARK_STEP_MM = 1.0
 
