@@ -31,6 +31,11 @@ from ecgdigit.train.stage01 import node_errors_mm, orient_points
 ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
 
 
+def read_node_errors(recs) -> np.ndarray:
+    """The node errors (mm) of the correctly oriented, non-rejected pages of `recs` (NaN if none)."""
+    return np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
+
+
 def print_table(rows, title):
     print(f"\n{title}")
     hdr = (f"{'type':>6} {'n':>4} {'orient%':>8} {'grid o%':>8} {'mean mm':>8} {'p95 mm':>8} {'grid mm':>8} "
@@ -42,11 +47,10 @@ def print_table(rows, title):
         ok = np.mean([r["orient_ok"] for r in recs]) * 100
         with_grid = [r["orient_ok"] for r in recs if r.get("grid", True)]
         ok_grid = np.mean(with_grid) * 100 if with_grid else np.nan
-        errs = np.concatenate([r["err"] for r in recs if r["orient_ok"] and not r["rejected"]] or [np.array([np.nan])])
+        errs = read_node_errors(recs)
         rej = np.mean([r["rejected"] for r in recs]) * 100
         gridded = [r for r in recs if r.get("grid", True)]
-        errs_g = np.concatenate([r["err"] for r in gridded if r["orient_ok"] and not r["rejected"]]
-                                or [np.array([np.nan])])
+        errs_g = read_node_errors(gridded)
         rej_g = np.mean([r["rejected"] for r in gridded]) * 100 if gridded else np.nan
         conf = np.mean([r["conf"] for r in recs])
         tot = np.mean([r["seconds"] for r in recs])
