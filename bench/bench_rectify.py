@@ -26,8 +26,10 @@ from tqdm import tqdm
 
 from ecgdigit import layout
 from ecgdigit.rectify import rectify_to_canonical
+from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.train.stage01 import node_errors_mm, orient_points
 
+BAD_READING_MM = 2.0  # a usable page read this far off (mean over its nodes) is a wrong reading
 ALL_TYPES = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
 
 
@@ -39,7 +41,8 @@ def read_node_errors(recs) -> np.ndarray:
 def print_table(rows, title):
     print(f"\n{title}")
     hdr = (f"{'type':>6} {'n':>4} {'orient%':>8} {'grid o%':>8} {'mean mm':>8} {'p95 mm':>8} {'grid mm':>8} "
-           f"{'grid p95':>8} {'reject%':>8} {'grid rj%':>8} {'conf':>5} {'s/img':>6}  stages (s)")
+           f"{'grid p95':>8} {'reject%':>8} {'grid rj%':>8} {'use%':>6} {'use o%':>7} {'bad use':>7} {'conf':>5} "
+           f"{'s/img':>6}  stages (s)")
     print(hdr)
     print("-" * len(hdr) + "-" * 40)
     for name, recs in rows.items():
@@ -53,6 +56,12 @@ def print_table(rows, title):
         errs_g = read_node_errors(gridded)
         rej_g = np.mean([r["rejected"] for r in gridded]) * 100 if gridded else np.nan
         conf = np.mean([r["conf"] for r in recs])
+        # what the pipeline goes on with (below the bar it falls back): its orientation must be
+        # right, and a usable page read wrong (> BAD_READING_MM) misleads the user
+        usable = [r for r in recs if not r["rejected"] and r["conf"] >= USABLE_CONFIDENCE]
+        use = len(usable) / n * 100
+        use_ok = np.mean([r["orient_ok"] for r in usable]) * 100 if usable else np.nan
+        bad_use = sum(1 for r in usable if not r["orient_ok"] or np.mean(r["err"]) > BAD_READING_MM)
         tot = np.mean([r["seconds"] for r in recs])
         stages = defaultdict(list)
         for r in recs:
@@ -61,10 +70,12 @@ def print_table(rows, title):
         st = " ".join(f"{k}={np.mean(v):.2f}" for k, v in stages.items())
         print(f"{name:>6} {n:4d} {ok:8.1f} {ok_grid:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} "
               f"{np.nanmean(errs_g):8.3f} {np.nanpercentile(errs_g, 95):8.3f} {rej:8.1f} {rej_g:8.1f} "
-              f"{conf:5.2f} {tot:6.2f}  {st}")
+              f"{use:6.1f} {use_ok:7.1f} {bad_use:7d} {conf:5.2f} {tot:6.2f}  {st}")
     print("(node errors over correctly oriented, non-rejected images; wrong orientation counts in orient%;\n"
           " 'grid o%', 'grid mm', 'grid p95', 'grid rj%': the same over pages printed with a grid only -\n"
-          " synth draws 8% gridless pages)")
+          " synth draws 8% gridless pages);\n"
+          f" 'use%': pages the pipeline goes on with (confidence >= {USABLE_CONFIDENCE}, below it falls back),\n"
+          f" 'use o%': orientation right among them, 'bad use': of them, wrong orientation or mean error > {BAD_READING_MM} mm")
 
 
 def box_offset(pred, truth, width, height):

@@ -106,3 +106,34 @@ def test_ink_in_the_pulse_slot_must_be_a_pulse():
     assert C._pulses_where_ink_starts_early(up, 4, 6, C._row_extents(up, 4, read))
     up2, read2 = _row_raster(4, 6, t0, t10)  # no pulses and the ink starts at time 0: nothing expected
     assert C._pulses_where_ink_starts_early(up2, 4, 6, C._row_extents(up2, 4, read2))
+
+
+def test_pulses_tell_the_rows_start_from_their_end():
+    """The calibration pulses precede each row's trace: read upright they are at the rows' start,
+    read left-right mirrored at their end, at any time anchor (the mirror cue of photos whose
+    template score barely tells the two readings apart)."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    foot = t0 - C.PULSE_LEAD_MM
+    up, read = _row_raster(4, 6, foot, t10)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_top, _sample_of(foot + 2.5, 6):_sample_of(foot + 7.5, 6) + 1] = 1.0
+    assert C._pulse_sides(up, 4, C._row_extents(up, 4, read)) == (4, 0)
+    mirrored = up[:, ::-1]
+    assert C._pulse_sides(mirrored, 4, C._row_extents(mirrored, 4, read)) == (0, 4)
+    bare, _ = _row_raster(4, 6, t0, t10)  # no pulses: no cue either way
+    assert C._pulse_sides(bare, 4, C._row_extents(bare, 4, read)) == (0, 0)
+
+
+@pytest.mark.parametrize("seed,k,image_type", [(9996, 10, "0005"), (9996, 4, "0010")])
+def test_photos_once_read_boxes_off(seed, k, image_type):
+    """Bench pages the rectifier read whole boxes off at usable confidence: a photo whose first
+    look anchored its rows 4 boxes early while the second look's trace ends agreed (the surer
+    hypothesis now wins), and a damaged print whose pulses sat in boxes skipped as 'not paper'
+    near the page's edge (34 mm off; boxes between read boxes are now read). Both must now be
+    read within a fifth of a box (1 mm; the damaged print's field stays a little off at its fold)."""
+    smp = make_sample(seed, k, image_type)
+    assert smp.orientation in (0, 3) and smp.page.style.grid != "none"
+    r = rectify_to_canonical(smp.image)
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert r.orientation == smp.orientation and err.mean() < 1.0, (r.orientation, err.mean(), r.reason)

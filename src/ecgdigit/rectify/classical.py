@@ -87,6 +87,7 @@ HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
 MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from the front)
 MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
+MIRROR_PULSE_ROWS = 2  # rows showing their calibration pulse at one end (none at the other) that settle the mirror
 # (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
@@ -94,6 +95,7 @@ MIN_IMAGE_SIDE = 200
 MIN_FOUND_NODES = 60
 GOOD_LAYOUT_SCORE = 0.15  # a hypothesis matching the layout this well with GOOD_NODE_COUNT nodes ends the search
 GOOD_NODE_COUNT = 1000
+FULL_LAYOUT_SCORE = 0.2  # layout match from which it no longer lowers the confidence
 MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
@@ -765,8 +767,13 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
         gc = grid_cell - grid_cell.mean()
         cc = cells - cells.mean(axis=(2, 3), keepdims=True)
         corr = (cc * gc).sum(axis=(2, 3)) / np.sqrt((cc ** 2).sum(axis=(2, 3)) * (gc ** 2).sum() + 1e-12)
-        grown = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES) & paper & (corr > GRID_SHOWS_CORR)
+        reach = ndimage.binary_dilation(on_grid, iterations=INK_GROW_BOXES)
+        grown = reach & paper & (corr > GRID_SHOWS_CORR)
         on_grid = on_grid | grown
+        # a box between read boxes is read too: a pulse's top stroke or a label hides the grid in
+        # its box, and near the page's edge (outside the detected grid) that box would be skipped
+        near = ndimage.binary_dilation(on_grid, iterations=1)
+        on_grid = on_grid | (ndimage.binary_erosion(near, iterations=1, border_value=1) & reach)
     on_grid_px = np.kron(on_grid, np.ones((S, S), dtype=bool))
     # samples beyond the image are not read (they are no evidence of empty paper)
     h, w = dark.shape
@@ -843,11 +850,21 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
                                    if c % 2 == code0 % 2 and c not in (code0, twin))
     if _DEBUG:
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
+    # the calibration pulses say which end of the rows is their start, whatever the time anchor
+    c_up = layout.undo_orientation(obs, cand[0][1])
+    at_start, at_end = _pulse_sides(c_up, cand[0][2], _row_extents(c_up, cand[0][2],
+                                                                   layout.undo_orientation(on_grid_px, cand[0][1])))
+    if at_end >= MIRROR_PULSE_ROWS and at_start == 0:
+        cand = cand[::-1]  # the twin reads the same rows mirrored: its pulses are at the start
+        at_start, at_end = at_end, at_start
+    pulses_sure = at_start >= MIRROR_PULSE_ROWS and at_end == 0
+    if _DEBUG:
+        print("pulse tops at the rows' start / end", at_start, at_end, "reading", cand[0][1])
     score, code, dj, di = cand[0]
     mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
     # a mirrored reading (a page seen through from its back: rare) must be clearly better
     mirror_unit = MIRROR_MARGIN_UNIT if cand[0][1] < 4 else MIRROR_CLEAR_UNIT
-    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / mirror_unit)
+    margin = min(axis_margin / 0.04, flip_margin / 0.04, np.inf if pulses_sure else mirror_margin / mirror_unit)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
     if _DEBUG_DUMP:  # the upright ink raster for inspection
@@ -933,6 +950,33 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
     if _DEBUG:
         print("pulse slots with ink", expected, "pulse tops found", found)
     return expected < 2 or found > 0
+
+
+def _pulse_sides(up: np.ndarray, dj: int, extents: list) -> Tuple[int, int]:
+    """(rows with a calibration pulse's top stroke at the start of their ink, rows with one at the
+    end). The pulse precedes each row's trace, so in a left-right mirrored reading it shows at the
+    end. Unlike the template score this does not depend on the time anchor: a mirrored page's
+    labels line up with the template's one box off, and its score is then nearly as good."""
+    S = INK_SAMPLES_PER_BOX
+    mm_per = layout.LARGE_GRID_MM / S
+    h, w = up.shape
+    a, b = int(round(3.5 / mm_per)), int(round(6.5 / mm_per)) + 1
+    at_start = at_end = 0
+    for first, last, first_seen, last_seen, y_b in extents:
+        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+        if p_top - 1 < 0 or p_top + int(round(8 / mm_per)) > h:
+            continue
+
+        def pulse_top(xa: int, xb: int) -> bool:
+            if xa < 0 or xb > w:
+                return False
+            stroke = up[p_top - 1:p_top + 2, xa:xb].max(axis=0)
+            band = up[p_top + 2:p_top + int(round(8 / mm_per)), xa:xb]  # between the top and the baseline: empty
+            return bool(np.median(stroke) > 0.25 and np.median(stroke) > 2.0 * float(np.median(band)))
+
+        at_start += int(pulse_top(first + a, first + b))
+        at_end += int(pulse_top(last + 1 - b, last + 1 - a))
+    return at_start, at_end
 
 
 def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
@@ -1209,6 +1253,13 @@ def field_soundness(nodes: np.ndarray, found: np.ndarray, width: int, height: in
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
+def _anchor_confidence(n_found: int, margin: float, score: float) -> float:
+    """Confidence in a grid model's placement on the page: enough nodes, a clear orientation and
+    time anchor, a good layout match (each factor 1 from its 'sure' level on)."""
+    return (min(1.0, n_found / GOOD_NODE_COUNT) * min(1.0, max(margin, 0.0))
+            * min(1.0, max(score, 0.0) / FULL_LAYOUT_SCORE))
+
+
 def _reject(rgb: np.ndarray, reason: str, timings: Dict[str, float], interpolation: int) -> Rectification:
     return rejected_rectification(rgb, reason, timings, "classical", interpolation)
 
@@ -1317,7 +1368,11 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
-    _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (q[0], q[1]))
+    # the hypothesis we are surest of: the layout score alone is nearly flat along time (the bands
+    # slide along the traces), so one whose anchor the trace ends confirm beats a slightly
+    # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
+    # from where the first look's template put the 10 s line)
+    _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5][4], q[0]), q[0], q[1]))
     code, dj, di, score, margin, ink_total = oa
     node_field, found = _page_node_field(model, code, dj, di, swx, swy)
     n_found = int(found.sum())
@@ -1326,16 +1381,16 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         return _reject(rgb, f"too few page grid nodes found ({n_found} < {MIN_PAGE_NODES})", timings, interpolation)
     m = NODE_MARGIN
     sound, share, far = field_soundness(node_field[m:m + N_ROWS, m:m + N_COLS], found, w, h)
-    conf = min(1.0, n_found / 1000.0) * min(1.0, max(margin, 0.0)) * min(1.0, max(score, 0.0) / 0.2) * sound
+    conf = _anchor_confidence(n_found, margin, score) * sound
     reasons = []
     if sound < 1.0:
         reasons.append(f"node field unsound (factor {sound:.2f}: {share:.2f} of the page nodes in view found, "
                        f"{far:.2f} of the trace area over {FAR_FROM_FOUND_BOXES:g} boxes from a found node)")
-    if n_found < 1000:
+    if n_found < GOOD_NODE_COUNT:
         reasons.append(f"only {n_found} page grid nodes detected")
     if margin < 1.0:
         reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
-    if score < 0.2:
+    if score < FULL_LAYOUT_SCORE:
         reasons.append(f"weak layout match (score {score:.3f})")
     if outside > 0.1 * max(model.found.sum(), 1):
         reasons.append(f"{outside} detected nodes fall outside the page grid")
