@@ -71,6 +71,7 @@ CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the co
 CONTROL_BAND_FACTOR = 1.25  # ... times this
 EXTENT_TOLERANCE_MM = 2.0  # row ink may reach this far beyond the pulse's foot / the 10 s line (blur, closing)
 PULSE_LEAD_MM = 10.0  # the calibration pulse's foot starts this long before time 0
+PULSE_STROKE_INK = 0.25  # a pulse's top stroke this dark (ink scale 0..1) counts, or half the row's trace level if fainter
 EXTENT_CONFLICT_MARGIN = 0.12  # margin when the rows' ink fits no time anchor the layout accepts
 PULSE_CONFLICT_MARGIN = 0.08  # margin when the rows' ink starts at a pulse's foot but no pulse is there
 TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the layout scores this share of its best
@@ -932,7 +933,6 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     box = layout.LARGE_GRID_MM
-    h, w = up.shape
     foot = layout.seconds_to_mm(0.0) - PULSE_LEAD_MM
     expected = found = 0
     for first, _, _, _, y_b in extents:
@@ -940,13 +940,7 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
         if abs(x_first - foot) > 2.5:
             continue
         expected += 1
-        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / box + dj + 0.5) * S - 0.5))
-        xa, xb = first + int(round(3.5 / mm_per)), first + int(round(6.5 / mm_per)) + 1
-        if p_top - 1 < 0 or p_top + 2 > h or xb > w:
-            continue
-        stroke = up[p_top - 1:p_top + 2, xa:xb].max(axis=0)
-        band = up[p_top + 2:p_top + int(round(8 / mm_per)), xa:xb]  # between the top and the baseline: empty
-        found += int(np.median(stroke) > 0.25 and np.median(stroke) > 2.0 * float(np.median(band)))
+        found += int(_pulse_top_at(up, dj, y_b, first + int(round(3.5 / mm_per)), first + int(round(6.5 / mm_per)) + 1))
     if _DEBUG:
         print("pulse slots with ink", expected, "pulse tops found", found)
     return expected < 2 or found > 0
@@ -957,26 +951,32 @@ def _pulse_sides(up: np.ndarray, dj: int, extents: list) -> Tuple[int, int]:
     end). The pulse precedes each row's trace, so in a left-right mirrored reading it shows at the
     end. Unlike the template score this does not depend on the time anchor: a mirrored page's
     labels line up with the template's one box off, and its score is then nearly as good."""
+    mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
+    a, b = int(round(3.5 / mm_per)), int(round(6.5 / mm_per)) + 1
+    at_start = at_end = 0
+    for first, last, _, _, y_b in extents:
+        at_start += int(_pulse_top_at(up, dj, y_b, first + a, first + b))
+        at_end += int(_pulse_top_at(up, dj, y_b, last + 1 - b, last + 1 - a))
+    return at_start, at_end
+
+
+def _pulse_top_at(up: np.ndarray, dj: int, y_b: float, xa: int, xb: int) -> bool:
+    """A calibration pulse's top stroke (1 mV above the row's baseline `y_b`, mm) over samples
+    xa..xb of the upright ink raster, with blank paper below it. The stroke is as dark as the
+    row's trace: with bold header text setting the ink scale, a thin trace reads about 0.3."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     h, w = up.shape
-    a, b = int(round(3.5 / mm_per)), int(round(6.5 / mm_per)) + 1
-    at_start = at_end = 0
-    for first, last, first_seen, last_seen, y_b in extents:
-        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
-        if p_top - 1 < 0 or p_top + int(round(8 / mm_per)) > h:
-            continue
-
-        def pulse_top(xa: int, xb: int) -> bool:
-            if xa < 0 or xb > w:
-                return False
-            stroke = up[p_top - 1:p_top + 2, xa:xb].max(axis=0)
-            band = up[p_top + 2:p_top + int(round(8 / mm_per)), xa:xb]  # between the top and the baseline: empty
-            return bool(np.median(stroke) > 0.25 and np.median(stroke) > 2.0 * float(np.median(band)))
-
-        at_start += int(pulse_top(first + a, first + b))
-        at_end += int(pulse_top(last + 1 - b, last + 1 - a))
-    return at_start, at_end
+    p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+    p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+    below = p_top + int(round(8 / mm_per))
+    if xa < 0 or xb > w or p_top - 1 < 0 or below > h or p_b + int(8 / mm_per) > h:
+        return False
+    row = up[p_b - int(8 / mm_per):p_b + int(8 / mm_per)].max(axis=0)
+    level = float(np.median(row[row > 0])) if (row > 0).any() else 0.0
+    stroke = float(np.median(up[p_top - 1:p_top + 2, xa:xb].max(axis=0)))
+    band = float(np.median(up[p_top + 2:below, xa:xb]))  # between the top and the baseline: empty
+    return stroke > min(PULSE_STROKE_INK, 0.5 * level) and stroke > 2.0 * band
 
 
 def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
