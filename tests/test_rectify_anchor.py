@@ -108,23 +108,6 @@ def test_ink_in_the_pulse_slot_must_be_a_pulse():
     assert C._pulses_where_ink_starts_early(up2, 4, 6, C._row_extents(up2, 4, read2))
 
 
-def test_pulses_tell_the_rows_start_from_their_end():
-    """The calibration pulses precede each row's trace: read upright they are at the rows' start,
-    read left-right mirrored at their end, at any time anchor (the mirror cue of photos whose
-    template score barely tells the two readings apart)."""
-    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
-    foot = t0 - C.PULSE_LEAD_MM
-    up, read = _row_raster(4, 6, foot, t10)
-    for y_b in layout.STANDARD_3X4.baselines_y_mm:
-        p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
-        up[p_top, _sample_of(foot + 2.5, 6):_sample_of(foot + 7.5, 6) + 1] = 1.0
-    assert C._pulse_sides(up, 4, C._row_extents(up, 4, read)) == (4, 0)
-    mirrored = up[:, ::-1]
-    assert C._pulse_sides(mirrored, 4, C._row_extents(mirrored, 4, read)) == (0, 4)
-    bare, _ = _row_raster(4, 6, t0, t10)  # no pulses: no cue either way
-    assert C._pulse_sides(bare, 4, C._row_extents(bare, 4, read)) == (0, 0)
-
-
 @pytest.mark.parametrize("seed,k,image_type", [(9996, 10, "0005"), (9996, 4, "0010")])
 def test_photos_once_read_boxes_off(seed, k, image_type):
     """Bench pages the rectifier read whole boxes off at usable confidence: a photo whose first

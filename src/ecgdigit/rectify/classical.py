@@ -88,7 +88,6 @@ HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
 MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from the front)
 MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
-MIRROR_PULSE_ROWS = 2  # rows showing their calibration pulse at one end (none at the other) that settle the mirror
 # (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
@@ -851,21 +850,11 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
                                    if c % 2 == code0 % 2 and c not in (code0, twin))
     if _DEBUG:
         print("codes", sorted(((round(v[0], 3), c) for c, v in best.items()), reverse=True), "mirror", [tuple(round(v, 3) if isinstance(v, float) else v for v in q) for q in cand])
-    # the calibration pulses say which end of the rows is their start, whatever the time anchor
-    c_up = layout.undo_orientation(obs, cand[0][1])
-    at_start, at_end = _pulse_sides(c_up, cand[0][2], _row_extents(c_up, cand[0][2],
-                                                                   layout.undo_orientation(on_grid_px, cand[0][1])))
-    if at_end >= MIRROR_PULSE_ROWS and at_start == 0:
-        cand = cand[::-1]  # the twin reads the same rows mirrored: its pulses are at the start
-        at_start, at_end = at_end, at_start
-    pulses_sure = at_start >= MIRROR_PULSE_ROWS and at_end == 0
-    if _DEBUG:
-        print("pulse tops at the rows' start / end", at_start, at_end, "reading", cand[0][1])
     score, code, dj, di = cand[0]
     mirror_margin = cand[0][0] - cand[1][0] + (MIRROR_PRIOR if cand[0][1] < 4 else -MIRROR_PRIOR)
     # a mirrored reading (a page seen through from its back: rare) must be clearly better
     mirror_unit = MIRROR_MARGIN_UNIT if cand[0][1] < 4 else MIRROR_CLEAR_UNIT
-    margin = min(axis_margin / 0.04, flip_margin / 0.04, np.inf if pulses_sure else mirror_margin / mirror_unit)
+    margin = min(axis_margin / 0.04, flip_margin / 0.04, mirror_margin / mirror_unit)
     # time anchor: every row's trace ends at 10 s (renderers differ in what precedes time 0)
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
     if _DEBUG_DUMP:  # the upright ink raster for inspection
@@ -944,20 +933,6 @@ def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: li
     if _DEBUG:
         print("pulse slots with ink", expected, "pulse tops found", found)
     return expected < 2 or found > 0
-
-
-def _pulse_sides(up: np.ndarray, dj: int, extents: list) -> Tuple[int, int]:
-    """(rows with a calibration pulse's top stroke at the start of their ink, rows with one at the
-    end). The pulse precedes each row's trace, so in a left-right mirrored reading it shows at the
-    end. Unlike the template score this does not depend on the time anchor: a mirrored page's
-    labels line up with the template's one box off, and its score is then nearly as good."""
-    mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
-    a, b = int(round(3.5 / mm_per)), int(round(6.5 / mm_per)) + 1
-    at_start = at_end = 0
-    for first, last, _, _, y_b in extents:
-        at_start += int(_pulse_top_at(up, dj, y_b, first + a, first + b))
-        at_end += int(_pulse_top_at(up, dj, y_b, last + 1 - b, last + 1 - a))
-    return at_start, at_end
 
 
 def _pulse_top_at(up: np.ndarray, dj: int, y_b: float, xa: int, xb: int) -> bool:
