@@ -41,7 +41,7 @@ def read_node_errors(recs) -> np.ndarray:
 def print_table(rows, title):
     print(f"\n{title}")
     hdr = (f"{'type':>6} {'n':>4} {'orient%':>8} {'grid o%':>8} {'mean mm':>8} {'p95 mm':>8} {'grid mm':>8} "
-           f"{'grid p95':>8} {'reject%':>8} {'grid rj%':>8} {'use%':>6} {'use o%':>7} {'bad use':>7} {'conf':>5} "
+           f"{'grid p95':>8} {'reject%':>8} {'grid rj%':>8} {'use%':>6} {'use o%':>7} {'use mm':>7} {'bad use':>7} {'conf':>5} "
            f"{'s/img':>6}  stages (s)")
     print(hdr)
     print("-" * len(hdr) + "-" * 40)
@@ -62,6 +62,7 @@ def print_table(rows, title):
         use = len(usable) / n * 100
         use_ok = np.mean([r["orient_ok"] for r in usable]) * 100 if usable else np.nan
         bad_use = sum(1 for r in usable if not r["orient_ok"] or np.mean(r["err"]) > BAD_READING_MM)
+        errs_u = read_node_errors(usable)
         tot = np.mean([r["seconds"] for r in recs])
         stages = defaultdict(list)
         for r in recs:
@@ -70,12 +71,13 @@ def print_table(rows, title):
         st = " ".join(f"{k}={np.mean(v):.2f}" for k, v in stages.items())
         print(f"{name:>6} {n:4d} {ok:8.1f} {ok_grid:8.1f} {np.nanmean(errs):8.3f} {np.nanpercentile(errs, 95):8.3f} "
               f"{np.nanmean(errs_g):8.3f} {np.nanpercentile(errs_g, 95):8.3f} {rej:8.1f} {rej_g:8.1f} "
-              f"{use:6.1f} {use_ok:7.1f} {bad_use:7d} {conf:5.2f} {tot:6.2f}  {st}")
+              f"{use:6.1f} {use_ok:7.1f} {np.nanmean(errs_u):7.3f} {bad_use:7d} {conf:5.2f} {tot:6.2f}  {st}")
     print("(node errors over correctly oriented, non-rejected images; wrong orientation counts in orient%;\n"
           " 'grid o%', 'grid mm', 'grid p95', 'grid rj%': the same over pages printed with a grid only -\n"
           " synth draws 8% gridless pages);\n"
           f" 'use%': pages the pipeline goes on with (confidence >= {USABLE_CONFIDENCE}, below it falls back),\n"
-          f" 'use o%': orientation right among them, 'bad use': of them, wrong orientation or mean error > {BAD_READING_MM} mm")
+          f" 'use o%': orientation right among them, 'use mm': their mean node error (right orientation),\n"
+          f" 'bad use': of them, wrong orientation or mean error > {BAD_READING_MM} mm")
 
 
 def box_offset(pred, truth, width, height):
@@ -117,7 +119,8 @@ def run_synthetic(types, records, seed, all_orientations, rectify):
         sec = time.perf_counter() - t0
         err = node_errors_mm(r.nodes, truth, image.shape[1], image.shape[0])
         rows[t].append(dict(orient_ok=r.orientation == code, err=err, rejected=r.rejected, conf=r.confidence,
-                            seconds=sec, timings=r.timings, grid=smp.page.style.grid != "none"))
+                            seconds=sec, timings=r.timings, grid=smp.page.style.grid != "none", record=k,
+                            orientation=code, read_orientation=r.orientation, reason=r.reason))
         if r.orientation != code or r.rejected or err.mean() > 1.0:
             di, dj = box_offset(r.nodes, truth, image.shape[1], image.shape[0])
             tqdm.write(f"  {t} #{k} (grid {smp.page.style.grid}): orientation {code} -> {r.orientation}, "
@@ -198,6 +201,8 @@ def main():
                     help="also time one 4032 x 3024 photo on one CPU thread (cv2 / torch / BLAS)")
     ap.add_argument("--rectifier", choices=("classical", "learned"), default="classical")
     ap.add_argument("--weights", default=None, help="checkpoint folder of the learned rectifier")
+    ap.add_argument("--pages-csv", default="", help="write one row per synthetic page (type, record, orientation, "
+                                                    "confidence, node errors, reason)")
     args = ap.parse_args()
 
     def rectify(image):
@@ -206,6 +211,15 @@ def main():
         rows = run_synthetic(args.types.split(","), args.records, args.seed, args.all_orientations, rectify)
         print_table(rows, f"{args.rectifier} rectifier, synthetic, seed {args.seed}, {args.records} records per type"
                           + (", random extra orientation" if args.all_orientations else ""))
+        if args.pages_csv:
+            import pandas as pd
+
+            pd.DataFrame([dict(type=t, record=r["record"], orientation=r["orientation"],
+                               read_orientation=r["read_orientation"], confidence=r["conf"], rejected=r["rejected"],
+                               mean_mm=float(np.mean(r["err"])), p95_mm=float(np.percentile(r["err"], 95)),
+                               seconds=r["seconds"], grid=r["grid"], reason=r["reason"])
+                          for t, recs in rows.items() for r in recs]).to_csv(args.pages_csv, index=False)
+            print(f"pages: {args.pages_csv}")
     if args.external:
         print_table(run_external(args.external, rectify), f"external renders in {args.external} (0105/0106: orientation only)")
     if args.photo_speed:
