@@ -1,4 +1,5 @@
 """Learned rectifier (stages 0 + 1): targets, training steps, checkpoints, decode + fit, end to end."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ def test_stage1_targets_and_loss_falls():
     x, y = np.rint(nodes[j, i]).astype(int)
     index = stage01.target_to_index(item["node_index"][:, y, x].numpy())
     assert abs(index[0] - j) < 0.6 and abs(index[1] - i) < 0.6
+    # the cache keeps compact arrays (uint8 image) and gives back the same item on every fetch
+    cached = stage01.Stage1Dataset(src, SIZE, cache_items=True)
+    first, again = cached[0], cached[0]
+    assert cached.cache[0]["image"].dtype == np.uint8 and cached.cache[0]["heat"].dtype == np.float16
+    for got in (first, again):
+        assert torch.equal(got["image"], item["image"]) and torch.equal(got["node_index"], item["node_index"])
+        assert torch.equal(got["index_valid"], item["index_valid"]) and torch.equal(got["nodes"], item["nodes"])
+        assert float((got["heat"] - item["heat"]).abs().max()) < 1e-3 and got["heat"].dtype == torch.float32
     losses = _overfit_losses(1, ds)
     assert losses[-1] < 0.93 * losses[0] and np.all(np.diff(losses) < 0), losses
 
@@ -131,9 +140,14 @@ def tiny_weights(tmp_path_factory):
         str(repo / "notebooks" / "train.ipynb"), str(root / "train_stage1.ipynb"),
         parameters=dict(stage=1, backbone="test_resnet", epochs=1, samples_per_epoch=2, batch_size=2,
                         image_size=SIZE, workers=0, val_samples=1, out_dir=str(root / "stage1"), amp=False,
-                        types="0001", show_examples=True, lr=1e-3),
+                        types="0001", show_examples=True, lr=1e-3, decoder_channels="16,16,8,8,8",
+                        cache_items=True, threads=1, time_limit_s=600.0),
         cwd=str(repo), kernel_name="python3", progress_bar=False)
     assert "nodes named" in (root / "train_stage1.ipynb").read_text()
+    # the notebook's CPU parameters reach the run's config
+    run = json.loads((root / "stage1" / "train_config.json").read_text())
+    assert run["decoder_channels"] == [16, 16, 8, 8, 8] and run["cache_items"] and run["threads"] == 1
+    assert run["time_limit_s"] == 600.0
     return root
 
 
