@@ -297,3 +297,41 @@ def test_digitizer_uses_the_learned_rectifier_of_a_weights_folder(tiny_weights, 
     assert result.rectification.method == "learned" and result.tracer == "classical"
     truth = truth_record(sample.signals.astype(np.float64), fs, lengths)
     assert score_records([truth], [result.record], [fs]).score > 10
+
+
+def test_unsure_stage0_lets_the_page_layout_choose_the_orientation(tiny_weights, monkeypatch):
+    """Stage 0 prefers a wrong code (p 0.45 for a 180-degree turn, 0.30 upright, 0.25 mirrored): stage 1
+    runs under each of the three, naming nodes by position as a network would on a turned canvas,
+    and the page layout picks the upright reading."""
+    src = _source_item(8, 0, "0004", code=0)
+    rgb = src["image"]
+    size1 = SIZE * 2
+    p = np.zeros(8)
+    p[[2, 0, 4]] = 0.45, 0.30, 0.25
+
+    def unsure_stage0(model, image):
+        return learned.Stage0Output(2, p, src["keypoints"], np.zeros(13))
+
+    def positional_forward(model, canvas):
+        code = next(c for c in (2, 0, 4) if np.array_equal(learned.stage1_canvas(rgb, c, size1)[0], canvas))
+        nodes = learned.stage1_canvas(rgb, code, size1)[2](src["grid_nodes"])
+        if nodes[0, 0, 0] > nodes[0, -1, 0]:  # name by position: node (0, 0) is the top-left one
+            nodes = nodes[:, ::-1]
+        if nodes[0, 0, 1] > nodes[-1, 0, 1]:
+            nodes = nodes[::-1]
+        nodes_o = stage01.scale_points(np.ascontiguousarray(nodes), 0.5, 0.5)
+        ow, oh = canvas.shape[1] // 2, canvas.shape[0] // 2
+        heat = np.clip(stage01.node_heatmap(nodes_o, ow, oh), 1e-4, 1 - 1e-4)
+        index, _ = stage01.index_maps(nodes_o, ow, oh)
+        return np.concatenate([np.log(heat / (1 - heat))[None], stage01.index_to_target(index)])
+
+    model1 = learned.load_stage_model(tiny_weights, 1)
+    monkeypatch.setitem(model1.config.extra, "image_size", size1)
+    monkeypatch.setattr(learned, "run_stage0", unsure_stage0)
+    monkeypatch.setattr(learned, "_forward", positional_forward)
+    rect = learned.rectify_learned(rgb, weights=tiny_weights)
+    assert rect.orientation == 0 and "chosen by the page layout" in rect.reason, rect.reason
+    err = stage01.node_errors_mm(rect.nodes, src["grid_nodes"], rgb.shape[1], rgb.shape[0])
+    assert err.mean() < 0.5, err.mean()
+    # without the layout check stage 0's most probable code stands
+    assert learned.rectify_learned(rgb, weights=tiny_weights, layout_check=False).orientation == 2
