@@ -27,6 +27,8 @@
 #
 # Run with papermill, e.g.
 # `papermill notebooks/train.ipynb out.ipynb -p stage 1 -p backbone resnet34 -p epochs 30 -p out_dir runs/s1`
+# (a CPU machine: `-p workers 0 -p threads 1 -p cache_items True -p amp False`, smaller `image_size`
+# and `decoder_channels`, see docs/BENCHMARKS.md for the settings of the first CPU-trained rectifier).
 #
 # The learned rectifier reads a weights folder holding `stage0/` and `stage1/` run folders (their
 # `best.pt` + `best.json`): train with `out_dir=WEIGHTS/stage0` and `out_dir=WEIGHTS/stage1`, then
@@ -60,6 +62,10 @@ val_samples = 32
 max_steps = 0  # 0 for no limit
 seed = 0
 encoder_weights = ""  # optional local timm weights file
+decoder_channels = ""  # comma-separated U-Net decoder widths; empty: the default (256,128,64,32,16)
+cache_items = False  # stages 0/1: keep rendered items in memory so later epochs skip the engine (workers=0)
+time_limit_s = 0.0  # > 0: stop after the epoch during which this many seconds have passed
+threads = 0  # > 0: torch and OpenCV CPU threads (a shared CPU machine: 1); 0 leaves them
 show_examples = True
 
 # %%
@@ -81,6 +87,9 @@ cfg = TrainConfig(
     workers=int(workers), out_dir=out_dir or f"runs/stage{int(stage)}", resume=bool(resume), column_ce_weight=float(column_ce_weight),
     val_samples=int(val_samples), max_steps=int(max_steps) or None, seed=int(seed),
     encoder_weights=encoder_weights or None, image_size=int(image_size),
+    cache_items=bool(cache_items), time_limit_s=float(time_limit_s), threads=int(threads),
+    **({"decoder_channels": tuple(int(c) for c in str(decoder_channels).split(",") if c.strip())}
+       if str(decoder_channels).strip() else {}),
 )
 print(cfg)
 

@@ -1,4 +1,5 @@
 """Learned rectifier (stages 0 + 1): targets, training steps, checkpoints, decode + fit, end to end."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ def test_stage1_targets_and_loss_falls():
     x, y = np.rint(nodes[j, i]).astype(int)
     index = stage01.target_to_index(item["node_index"][:, y, x].numpy())
     assert abs(index[0] - j) < 0.6 and abs(index[1] - i) < 0.6
+    # the cache keeps compact arrays (uint8 image) and gives back the same item on every fetch
+    cached = stage01.Stage1Dataset(src, SIZE, cache_items=True)
+    first, again = cached[0], cached[0]
+    assert cached.cache[0]["image"].dtype == np.uint8 and cached.cache[0]["heat"].dtype == np.float16
+    for got in (first, again):
+        assert torch.equal(got["image"], item["image"]) and torch.equal(got["node_index"], item["node_index"])
+        assert torch.equal(got["index_valid"], item["index_valid"]) and torch.equal(got["nodes"], item["nodes"])
+        assert float((got["heat"] - item["heat"]).abs().max()) < 1e-3 and got["heat"].dtype == torch.float32
     losses = _overfit_losses(1, ds)
     assert losses[-1] < 0.93 * losses[0] and np.all(np.diff(losses) < 0), losses
 
@@ -131,9 +140,14 @@ def tiny_weights(tmp_path_factory):
         str(repo / "notebooks" / "train.ipynb"), str(root / "train_stage1.ipynb"),
         parameters=dict(stage=1, backbone="test_resnet", epochs=1, samples_per_epoch=2, batch_size=2,
                         image_size=SIZE, workers=0, val_samples=1, out_dir=str(root / "stage1"), amp=False,
-                        types="0001", show_examples=True, lr=1e-3),
+                        types="0001", show_examples=True, lr=1e-3, decoder_channels="16,16,8,8,8",
+                        cache_items=True, threads=1, time_limit_s=600.0),
         cwd=str(repo), kernel_name="python3", progress_bar=False)
     assert "nodes named" in (root / "train_stage1.ipynb").read_text()
+    # the notebook's CPU parameters reach the run's config
+    run = json.loads((root / "stage1" / "train_config.json").read_text())
+    assert run["decoder_channels"] == [16, 16, 8, 8, 8] and run["cache_items"] and run["threads"] == 1
+    assert run["time_limit_s"] == 600.0
     return root
 
 
@@ -283,3 +297,41 @@ def test_digitizer_uses_the_learned_rectifier_of_a_weights_folder(tiny_weights, 
     assert result.rectification.method == "learned" and result.tracer == "classical"
     truth = truth_record(sample.signals.astype(np.float64), fs, lengths)
     assert score_records([truth], [result.record], [fs]).score > 10
+
+
+def test_unsure_stage0_lets_the_page_layout_choose_the_orientation(tiny_weights, monkeypatch):
+    """Stage 0 prefers a wrong code (p 0.45 for a 180-degree turn, 0.30 upright, 0.25 mirrored): stage 1
+    runs under each of the three, naming nodes by position as a network would on a turned canvas,
+    and the page layout picks the upright reading."""
+    src = _source_item(8, 0, "0004", code=0)
+    rgb = src["image"]
+    size1 = SIZE * 2
+    p = np.zeros(8)
+    p[[2, 0, 4]] = 0.45, 0.30, 0.25
+
+    def unsure_stage0(model, image):
+        return learned.Stage0Output(2, p, src["keypoints"], np.zeros(13))
+
+    def positional_forward(model, canvas):
+        code = next(c for c in (2, 0, 4) if np.array_equal(learned.stage1_canvas(rgb, c, size1)[0], canvas))
+        nodes = learned.stage1_canvas(rgb, code, size1)[2](src["grid_nodes"])
+        if nodes[0, 0, 0] > nodes[0, -1, 0]:  # name by position: node (0, 0) is the top-left one
+            nodes = nodes[:, ::-1]
+        if nodes[0, 0, 1] > nodes[-1, 0, 1]:
+            nodes = nodes[::-1]
+        nodes_o = stage01.scale_points(np.ascontiguousarray(nodes), 0.5, 0.5)
+        ow, oh = canvas.shape[1] // 2, canvas.shape[0] // 2
+        heat = np.clip(stage01.node_heatmap(nodes_o, ow, oh), 1e-4, 1 - 1e-4)
+        index, _ = stage01.index_maps(nodes_o, ow, oh)
+        return np.concatenate([np.log(heat / (1 - heat))[None], stage01.index_to_target(index)])
+
+    model1 = learned.load_stage_model(tiny_weights, 1)
+    monkeypatch.setitem(model1.config.extra, "image_size", size1)
+    monkeypatch.setattr(learned, "run_stage0", unsure_stage0)
+    monkeypatch.setattr(learned, "_forward", positional_forward)
+    rect = learned.rectify_learned(rgb, weights=tiny_weights)
+    assert rect.orientation == 0 and "chosen by the page layout" in rect.reason, rect.reason
+    err = stage01.node_errors_mm(rect.nodes, src["grid_nodes"], rgb.shape[1], rgb.shape[0])
+    assert err.mean() < 0.5, err.mean()
+    # without the layout check stage 0's most probable code stands
+    assert learned.rectify_learned(rgb, weights=tiny_weights, layout_check=False).orientation == 2

@@ -105,3 +105,19 @@ def test_trace_model_wrapper_and_classical_fallback(tmp_path):
     assert all(np.allclose(classical[k], direct[k]) for k in lengths)
     truth = truth_record(item["signals"].numpy().astype(np.float64), fs, lengths)
     assert np.isfinite(score_records([truth], [rec], [fs]).score)
+
+
+def test_set_cpu_threads_limits_torch_and_opencv():
+    import cv2
+
+    from ecgdigit.train.loop import set_cpu_threads
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        torch.set_num_threads(2)
+        cv2.setNumThreads(2)
+        set_cpu_threads(1)
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])

@@ -54,6 +54,8 @@ LAYOUT_SHIFT_GAIN = 0.02  # correlation a whole-box row shift must gain over no 
 LAYOUT_MIN_SCORE = 0.06  # correlation with the layout template below which the page match is weak
 SMOOTH_LAMBDA = 0.1  # weight of the biharmonic smoothness of the residual field (per node, px^2)
 OUTLIER_FLOOR = 0.05  # nodes further than this many boxes (or 4 robust sigmas) from the fit are dropped
+ORIENT_SURE = 0.9  # stage-0 probability from which its orientation is taken as it is
+ORIENT_CANDIDATES = 3  # below it, stage 1 runs under this many most probable codes; the layout match decides
 
 WEIGHT_NAMES: Dict[int, Tuple[str, ...]] = {0: ("stage0.pt", "stage0/best.pt"), 1: ("stage1.pt", "stage1/best.pt")}
 _MODEL_CACHE: Dict[tuple, object] = {}
@@ -523,7 +525,9 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
     `orientation`: the layout orientation code when it is known (e.g. upright scans); stage 0 then
     only supplies the lead-label markers.
     `layout_check`: find whole-box shifts of the node names from the page's ink (`layout_index_shift`:
-    template rows, trace ends) and correct them; a weak layout match lowers the confidence.
+    template rows, trace ends) and correct them; a weak layout match lowers the confidence. With it,
+    an unsure stage 0 (p < ORIENT_SURE) is checked too: stage 1 runs under its ORIENT_CANDIDATES most
+    probable codes and the code whose nodes match the layout template best is kept.
     Missing weights raise InputError naming the path; unusable images come back with confidence 0
     and a reason (like the classical rectifier)."""
     if weights is None:
@@ -544,16 +548,30 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
         p = np.zeros(layout.N_ORIENTATIONS)
         p[int(orientation)] = 1.0
         s0 = Stage0Output(int(orientation), p, s0.keypoints, s0.keypoint_score)
-    code = s0.orientation
     t0 = time.perf_counter()
     size1 = int(model1.config.extra.get("image_size", STAGE1_SIZE))
-    canvas, to_image, from_image = stage1_canvas(rgb, code, size1)
-    fit, n_named = stage1_fit(model1, canvas, node_threshold)
+    codes = [s0.orientation]
+    if orientation is None and layout_check and s0.probabilities[s0.orientation] < ORIENT_SURE:
+        # an unsure stage 0: stage 1 under each likely code, and the page layout decides
+        codes = [int(c) for c in np.argsort(-s0.probabilities, kind="stable")[:ORIENT_CANDIDATES]]
+    tried = []
+    for c in codes:
+        canvas, to_image, from_image = stage1_canvas(rgb, c, size1)
+        fit, n_named = stage1_fit(model1, canvas, node_threshold)
+        match = -np.inf
+        if fit is not None and len(codes) > 1:
+            match = layout_index_shift(rgb, to_image(fit.field))[1]
+        tried.append((match, -len(tried), c, canvas, to_image, from_image, fit, n_named))
+    with_fit = [t for t in tried if t[6] is not None] or tried
+    _, _, code, canvas, to_image, from_image, fit, n_named = max(with_fit, key=lambda t: t[:2])
     timings["stage1"] = time.perf_counter() - t0
     if fit is None:
         return _reject(rgb, f"too few grid nodes named ({n_named} < {MIN_FIT_NODES})", timings, interpolation, code)
     t0 = time.perf_counter()
     reasons = []
+    if code != s0.orientation:
+        reasons.append(f"orientation {code} chosen by the page layout over stage 0's {s0.orientation} "
+                       f"(p = {s0.probabilities[s0.orientation]:.2f})")
     kp_canvas = from_image(s0.keypoints)
     shift, n_votes, n_agree = _keypoint_index_shift(fit, kp_canvas, s0.keypoint_score)
     if shift is not None and shift != (0, 0) and n_agree >= 4 and n_agree >= 0.6 * n_votes:
@@ -588,6 +606,9 @@ def rectify_learned(image: np.ndarray, weights: Union[str, Path, None] = None, *
                 reasons.append(f"grid indices corrected by {shift} boxes from the page layout")
         timings["layout"] = time.perf_counter() - t0
     p_orient = float(s0.probabilities[code])
+    if len(codes) > 1 and np.isfinite(layout_score) and layout_score >= LAYOUT_MIN_SCORE:
+        # the layout chose among stage 0's likely codes and matches clearly: stage 0's doubt is settled
+        p_orient = max(p_orient, float(np.clip(layout_score / (2 * LAYOUT_MIN_SCORE), 0.0, 1.0)) * ORIENT_SURE)
     conf = min(1.0, n_found / GOOD_NODE_COUNT) * float(np.clip(1.0 - residual / 0.25, 0.0, 1.0)) * p_orient
     if np.isfinite(layout_score):
         conf *= float(np.clip(layout_score / (2 * LAYOUT_MIN_SCORE), 0.0, 1.0))

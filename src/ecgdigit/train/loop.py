@@ -61,6 +61,7 @@ class TrainConfig:
     augment_orientation: bool = True  # stage 0: draw each image's orientation uniformly from the 8 codes
     cache_items: bool = False  # stages 0/1: keep rendered items in memory across epochs (workers=0; CPU runs)
     time_limit_s: float = 0.0  # > 0: stop after the epoch during which this many seconds have passed
+    threads: int = 0  # > 0: torch and OpenCV use this many CPU threads (a shared CPU machine); 0 leaves them
     resume: bool = False
     pos_weight: float = 10.0
     column_ce_weight: float = 0.0  # > 0 adds the per-column cross-entropy (top teams: ~+1 dB)
@@ -80,6 +81,15 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
+def set_cpu_threads(n: int) -> None:
+    """Limit torch (intra-op) and OpenCV (the synthetic engine, resizes) to `n` CPU threads; OpenCV's
+    pthreads pool ignores OMP_NUM_THREADS, so setting the environment alone is not enough."""
+    import cv2
+
+    torch.set_num_threads(int(n))
+    cv2.setNumThreads(int(n))
+
+
 def _dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -278,6 +288,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed + rank)
+    if cfg.threads > 0:
+        set_cpu_threads(cfg.threads)
 
     train_ds, val_ds = _datasets(cfg) if cfg.stage == 2 else _stage01_datasets(cfg)
     if cfg.stage == 2:
