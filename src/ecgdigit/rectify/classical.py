@@ -88,8 +88,8 @@ HEADER_WEIGHT = 0.5
 MIRROR_MARGIN_UNIT = 0.02  # score difference between the two mirror hypotheses that counts as sure
 MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from the front)
 MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
-UPRIGHT_PRIOR = 0.015  # head start of the upright readings (codes 0 and 4) over the turned ones
 # (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
+UPRIGHT_PRIOR = 0.015  # head start of the upright readings (codes 0 and 4) over the turned ones
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
@@ -844,7 +844,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     cand = [(best[c][0], c, int(full[c][1][best[c][1]]), int(full[c][2][best[c][2]])) for c in (code0, twin)]
     # a scan or photo shows the page's front: a mirrored reading must win clearly
     cand.sort(key=lambda q: q[0] + (MIRROR_PRIOR if q[1] < 4 else 0.0), reverse=True)
-    pair_score = max(cand[0][0], best[code0][0]) + lead[code0] - best[code0][0]
+    pair_score = max(cand[0][0], best[code0][0]) + (lead[code0] - best[code0][0])  # with code0's head start
     axis_margin = pair_score - max(lead[c] for c in range(layout.N_ORIENTATIONS) if c % 2 != code0 % 2)
     flip_margin = pair_score - max(lead[c] for c in range(layout.N_ORIENTATIONS)
                                    if c % 2 == code0 % 2 and c not in (code0, twin))
