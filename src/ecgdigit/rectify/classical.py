@@ -54,7 +54,8 @@ PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this sha
 PAGE_CROP_PAD = 0.04  # pad around the page mask, share of its longer side
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 MAX_WORK_PIXELS = 12.5e6  # ... but never a working image larger than this (speed; a 4032 x 3024 photo fits)
-RETRY_WORK_FACTOR = 0.75  # a page not matched well is refined again at this share of the working resolution
+RETRY_WORK_FACTORS = (0.75, 0.5)  # a page not matched well is refined again at these shares of the working
+# resolution, until one matches well (0.5: laptop-screen photos whose moire still breaks the grid at 0.75)
 SAMPLES_PER_BOX = 16  # lattice-space raster resolution while the grid model grows
 FINE_SAMPLES_PER_BOX = 32  # ... and for the final node measurement (sub-pixel line peaks)
 FINE_PASSES = 3  # measure-and-refit passes at the fine raster
@@ -1336,9 +1337,11 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
             good = True
             break  # a well-matched page: the other feature's lattice is not needed
     if not good:
-        # a second look at a coarser working resolution: screen pixels, moire and fine print
-        # texture blur away there (and a refinement stuck on them may grow through)
-        attempt(tries[0][1], tries[0][2], RETRY_WORK_FACTOR * work_px_per_box)
+        # more looks at coarser working resolutions: screen pixels, moire and fine print texture
+        # blur away there (and a refinement stuck on them may grow through)
+        for factor in RETRY_WORK_FACTORS:
+            if attempt(tries[0][1], tries[0][2], factor * work_px_per_box):
+                break
     if not results:
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
