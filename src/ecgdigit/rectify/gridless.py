@@ -1069,18 +1069,16 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                 if len(end_img) < 6:
                     continue
 
-                def fit_now():
-                    return _fit_page_model(np.array(end_img), np.array(end_page), np.array(base_img),
-                                           np.array(base_y), np.array(base_w), long_side,
-                                           np.array(fix_img).reshape(-1, 2), np.array(fix_y), lens=lens,
-                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm)
+                def reading_data(with_seps: bool) -> dict:
+                    """The evidence gathered so far, as `_full_model` fits it."""
+                    return dict(end_img=np.array(end_img), end_page=np.array(end_page),
+                                base_img=np.array(base_img), base_y=np.array(base_y), base_w=np.array(base_w),
+                                fix_img=np.array(fix_img).reshape(-1, 2), fix_y=np.array(fix_y), scale=long_side,
+                                lens=lens, seps=with_seps, perspective_gain=perspective_gain,
+                                camera_prior_mm=camera_prior_mm)
 
-                fit = fit_now()
-                if fit is None:
-                    continue
-                if fit["perspective"]:  # a camera view: the sheet may bend
-                    fit = _fit_curl(fit, np.array(end_img), np.array(end_page), np.array(base_img), np.array(base_y),
-                                    np.array(base_w), np.array(fix_img).reshape(-1, 2), np.array(fix_y), False)
+                data = reading_data(False)
+                fit = _full_model(data)
                 # separators: 4 mm ticks centred on the baseline at every segment boundary (all or
                 # none), looked for where the fit so far puts them (again through the curled
                 # model when the plain one found too few: a wave in the sheet moves them by mm)
@@ -1107,11 +1105,8 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                         end_page.append([x_mm, BASELINES_MM[r]])
                         fix_img.append(to_work([x_d, y_d])[0])
                         fix_y.append(BASELINES_MM[r])
-                    fit = fit_now()
-                    if fit["perspective"]:
-                        fit = _fit_curl(fit, np.array(end_img), np.array(end_page), np.array(base_img),
-                                        np.array(base_y), np.array(base_w), np.array(fix_img).reshape(-1, 2),
-                                        np.array(fix_y), True)
+                    data = reading_data(True)
+                    fit = _full_model(data)
                     break
                 H, r_end, r_base = fit["H"], fit["r_end"], fit["r_base"]
                 pg = _page_raster(ink, fit)
@@ -1122,12 +1117,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
                 rms_end = float(np.sqrt(np.mean(r_end ** 2)))
                 rms_base = float(np.sqrt(np.median(r_base ** 2)))
                 hyps.append(dict(H=H, k1=fit["k1"], lens=lens, perspective=fit["perspective"], score=score,
-                                 curl=fit.get("curl"),
-                                 data=dict(end_img=np.array(end_img), end_page=np.array(end_page),
-                                           base_img=np.array(base_img), base_y=np.array(base_y),
-                                           base_w=np.array(base_w), fix_img=np.array(fix_img).reshape(-1, 2),
-                                           fix_y=np.array(fix_y), scale=long_side, lens=lens, seps=n_seps > 0,
-                                           perspective_gain=perspective_gain, camera_prior_mm=camera_prior_mm),
+                                 curl=fit.get("curl"), data=data,
                                  rms_end=rms_end, rms_base=rms_base,
                                  n_end=int(fit["end_kept"][2 * n_pulses:2 * n_pulses + len(row_ends)].sum()),
                                  flip_y=flip_y, t0_left=t0_left, n_pulses=n_pulses))
@@ -1171,15 +1161,15 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
 
 
 def _full_model(d: dict, keep_end=None, keep_base=None, keep_fix=None) -> dict:
-    """Page model (homography, lens, curl when a camera view) of a reading's data (`data` of a
-    hypothesis), optionally of a subset of it."""
+    """Page model (homography, lens, and a curl when a camera view: the sheet may bend) of a
+    reading's data (`data` of a hypothesis), optionally of a subset of it."""
     sel = lambda arr, k: arr if k is None else arr[k]  # noqa: E731
     end_img, end_page = sel(d["end_img"], keep_end), sel(d["end_page"], keep_end)
     base_img, base_y, base_w = sel(d["base_img"], keep_base), sel(d["base_y"], keep_base), sel(d["base_w"], keep_base)
     fix_img, fix_y = sel(d["fix_img"], keep_fix), sel(d["fix_y"], keep_fix)
     fit = _fit_page_model(end_img, end_page, base_img, base_y, base_w, d["scale"], fix_img, fix_y, lens=d["lens"],
-                          perspective_gain=d.get("perspective_gain", PERSPECTIVE_GAIN),
-                          camera_prior_mm=d.get("camera_prior_mm", CAMERA_PRIOR_MM))
+                          perspective_gain=d["perspective_gain"],
+                          camera_prior_mm=d["camera_prior_mm"])
     if fit["perspective"]:
         fit = _fit_curl(fit, end_img, end_page, base_img, base_y, base_w, fix_img, fix_y, d["seps"])
     return fit
