@@ -72,6 +72,7 @@ CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the co
 CONTROL_BAND_FACTOR = 1.25  # ... times this
 EXTENT_TOLERANCE_MM = 2.0  # row ink may reach this far beyond the pulse's foot / the 10 s line (blur, closing)
 PULSE_LEAD_MM = 10.0  # the calibration pulse's foot starts this long before time 0
+ROW_BAND_MM = 8  # a row's trace is looked for this far above and below its baseline
 PULSE_STROKE_INK = 0.25  # a pulse's top stroke this dark (ink scale 0..1) counts, or half the row's trace level if fainter
 EXTENT_CONFLICT_MARGIN = 0.12  # margin when the rows' ink fits no time anchor the layout accepts
 PULSE_CONFLICT_MARGIN = 0.08  # margin when the rows' ink starts at a pulse's foot but no pulse is there
@@ -940,19 +941,17 @@ def _pulse_top_at(up: np.ndarray, dj: int, y_b: float, xa: int, xb: int) -> bool
     """A calibration pulse's top stroke (1 mV above the row's baseline `y_b`, mm) over samples
     xa..xb of the upright ink raster, with blank paper below it. The stroke is as dark as the
     row's trace: with bold header text setting the ink scale, a thin trace reads about 0.3."""
-    S = INK_SAMPLES_PER_BOX
-    mm_per = layout.LARGE_GRID_MM / S
+    mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
     h, w = up.shape
-    p_top = int(round(((y_b - layout.GAIN_MM_PER_MV) / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
-    p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
+    p_top = _raster_row(y_b - layout.GAIN_MM_PER_MV, dj)
     below = p_top + int(round(8 / mm_per))
-    if xa < 0 or xb > w or p_top - 1 < 0 or below > h or p_b + int(8 / mm_per) > h:
+    band = _row_band(up, dj, y_b)
+    if xa < 0 or xb > w or p_top - 1 < 0 or below > h or band is None:
         return False
-    row = up[p_b - int(8 / mm_per):p_b + int(8 / mm_per)].max(axis=0)
-    level = float(np.median(row[row > 0])) if (row > 0).any() else 0.0
+    level = band[2]
     stroke = float(np.median(up[p_top - 1:p_top + 2, xa:xb].max(axis=0)))
-    band = float(np.median(up[p_top + 2:below, xa:xb]))  # between the top and the baseline: empty
-    return stroke > min(PULSE_STROKE_INK, 0.5 * level) and stroke > 2.0 * band
+    between = float(np.median(up[p_top + 2:below, xa:xb]))  # between the top and the baseline: empty
+    return stroke > min(PULSE_STROKE_INK, 0.5 * level) and stroke > 2.0 * between
 
 
 def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
@@ -990,6 +989,25 @@ def _extent_anchor_range(extents: list) -> Optional[Tuple[float, float]]:
     return (-np.inf if lo is None else lo), (np.inf if hi_ is None else hi_)
 
 
+def _raster_row(y_mm: float, dj: int) -> int:
+    """Row of the upright ink raster (cells centred on nodes) at page y `y_mm` when the page's node
+    row 0 sits at raster box row dj."""
+    return int(round((y_mm / layout.LARGE_GRID_MM + dj + 0.5) * INK_SAMPLES_PER_BOX - 0.5))
+
+
+def _row_band(up: np.ndarray, dj: int, y_b: float) -> Optional[Tuple[int, np.ndarray, float]]:
+    """(raster row of the baseline, the ink's column profile over the band ROW_BAND_MM each side of
+    it (max), the trace's ink level: median of the profile's non-zero samples), or None when the
+    band leaves the raster."""
+    p_b = _raster_row(y_b, dj)
+    half = int(ROW_BAND_MM * INK_SAMPLES_PER_BOX / layout.LARGE_GRID_MM)
+    if p_b - half < 0 or p_b + half > up.shape[0]:
+        return None
+    prof = up[p_b - half:p_b + half].max(axis=0)
+    level = float(np.median(prof[prof > 0])) if (prof > 0).any() else 0.0
+    return p_b, prof, level
+
+
 def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
     """Per row whose ink is found: (first, last, first_seen, last_seen, baseline_mm), the sample
     indices (x) of the first and last long ink run along the row's baseline band.
@@ -1005,14 +1023,11 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
     seen = int(TRACE_END_SEEN_MM / mm_per)
     out = []
     for y_b in layout.STANDARD_3X4.baselines_y_mm:
-        p_b = int(round((y_b / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5))
-        lo, hi = p_b - int(8 / mm_per), p_b + int(8 / mm_per)
-        if lo < 0 or hi > h:
+        band = _row_band(up, dj, y_b)
+        if band is None or band[2] <= 0:
             continue
-        prof = up[lo:hi].max(axis=0)
-        level = np.median(prof[prof > 0]) if (prof > 0).any() else 0.0
-        if level <= 0:
-            continue
+        p_b, prof, level = band
+        lo, hi = p_b - int(ROW_BAND_MM / mm_per), p_b + int(ROW_BAND_MM / mm_per)
         thr = 0.3 * level
         # the same band half-way to the row above is blank paper but for tall waves: what it holds
         # in most columns is grid residue, moire or stain, and the trace must stand above it
