@@ -351,16 +351,18 @@ class Stage1Dataset:
 
     def __getitem__(self, index: int) -> dict:
         if self.cache is None:
-            return self._tensors(self._arrays(index), index)
+            return self._tensors(self._arrays(index, compact=False), index)
         if index not in self.cache:
-            self.cache[index] = self._arrays(index)
+            self.cache[index] = self._arrays(index, compact=True)
         return self._tensors(self.cache[index], index)
 
-    def _arrays(self, index: int) -> dict:
+    def _arrays(self, index: int, compact: bool) -> dict:
+        """The item's arrays; `compact` (for the cache): heatmap as float16, mask as uint8."""
         src = self.source[index]
         a = stage1_arrays(src, self.size, self.reduction)
-        return {"image": a["image"], "heat": a["heat"].astype(np.float16),
-                "node_index": index_to_target(a["index"]), "index_valid": a["index_valid"].astype(np.uint8),
+        heat_dtype, mask_dtype = (np.float16, np.uint8) if compact else (np.float32, np.float32)
+        return {"image": a["image"], "heat": a["heat"].astype(heat_dtype),
+                "node_index": index_to_target(a["index"]), "index_valid": a["index_valid"].astype(mask_dtype),
                 "nodes": a["nodes"].astype(np.float32), "image_type": src["image_type"]}
 
     @staticmethod
