@@ -1,4 +1,5 @@
 """The console script: help, version, score, and clear one-line errors with exit codes."""
+import json
 import subprocess
 import sys
 
@@ -46,7 +47,14 @@ def test_train_stage0_from_the_cli(tmp_path, capsys):
     out = tmp_path / "stage0"
     assert main(["train", "--stage", "0", "--backbone", "test_resnet", "--image-size", "128", "--epochs", "1",
                  "--samples-per-epoch", "2", "--batch-size", "2", "--val-samples", "1", "--workers", "0",
-                 "--no-amp", "--lr", "1e-3", "--out-dir", str(out)]) == 0
+                 "--no-amp", "--lr", "1e-3", "--out-dir", str(out), "--decoder-channels", "16,8,8,8,8",
+                 "--half-weights", str(tmp_path / "weights" / "stage0.pt")]) == 0
     printed = capsys.readouterr().out
     assert "best validation score" in printed and "(higher is better)" in printed
     assert (out / "best.pt").is_file() and (out / "log.csv").is_file()
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["decoder_channels"] == [16, 8, 8, 8, 8]
+    # the shipped float16 weights are a stage-0 model the learned rectifier loads
+    from ecgdigit.rectify.learned import load_stage_model
+
+    assert tuple(load_stage_model(tmp_path / "weights", 0, device="cpu").config.decoder_channels) == (16, 8, 8, 8, 8)

@@ -335,3 +335,21 @@ def test_unsure_stage0_lets_the_page_layout_choose_the_orientation(tiny_weights,
     assert err.mean() < 0.5, err.mean()
     # without the layout check stage 0's most probable code stands
     assert learned.rectify_learned(rgb, weights=tiny_weights, layout_check=False).orientation == 2
+
+
+def test_synthetic_training_pages_are_fresh_each_epoch():
+    """Epoch e draws records e * length .. of the run (the engine's exact labels, never the same pool twice)."""
+    ds = stage01.Stage1Dataset(stage01.SyntheticSource(2, seed=3, types=("0001",)), size=128)
+    first = ds[1]
+    ds.set_epoch(1)
+    second = ds[1]
+    assert not torch.equal(first["image"], second["image"])  # (0001 pages share one grid: same heatmap)
+    longer = stage01.Stage1Dataset(stage01.SyntheticSource(4, seed=3, types=("0001",)), size=128)
+    assert torch.equal(second["image"], longer[3]["image"])  # record 1 * 2 + 1
+    ds.set_epoch(0)
+    assert torch.equal(ds[1]["image"], first["image"])
+    # stage 0 draws its orientation afresh with the page
+    s0 = stage01.Stage0Dataset(stage01.SyntheticSource(8, seed=3, types=("0001",)), size=128)
+    codes0 = [int(s0[k]["orientation"]) for k in range(8)]
+    s0.set_epoch(1)
+    assert [int(s0[k]["orientation"]) for k in range(8)] != codes0

@@ -7,7 +7,8 @@ torch = pytest.importorskip("torch")
 
 from ecgdigit.nets.timm_import import import_timm  # noqa: E402
 from ecgdigit.nets.unet import (  # noqa: E402
-    KNOWN_BACKBONES, SegmentationConfig, SegmentationModel, build_model, config_path_for, load_model, save_model,
+    KNOWN_BACKBONES, SegmentationConfig, SegmentationModel, build_model, config_path_for, load_model, save_half_weights,
+    save_model,
 )
 
 SMALL = ("test_resnet", "test_efficientnet", "test_convnext", "resnet18", "efficientnet_b0")
@@ -82,6 +83,25 @@ def test_save_and_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(x), loaded(x), atol=1e-6)
     assert build_model(cfg).config == SegmentationConfig.from_dict(cfg)
+
+
+def test_half_weights_load_back_close_to_the_float32_model(tmp_path):
+    torch.manual_seed(2)
+    model = SegmentationModel("test_resnet", n_classes=3, decoder_channels=(16, 8, 8, 8, 8), extra={"stage": 1}).eval()
+    ckpt = save_model(model, tmp_path / "run" / "best.pt", {"optimizer": {"lots": torch.zeros(4096)}})
+    half = save_half_weights(ckpt, tmp_path / "weights" / "stage1.pt")
+    stored = torch.load(half, weights_only=False)
+    dtypes = {v.dtype for v in stored["model"].values()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    assert "optimizer" not in stored and config_path_for(half).is_file()
+    assert half.stat().st_size < 0.6 * ckpt.stat().st_size
+    loaded = load_model(half)
+    assert loaded.config.extra == {"stage": 1}
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        ref, got = model(x), loaded(x)
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert torch.allclose(ref, got, atol=2e-2 * float(ref.abs().max())) and not torch.equal(ref, got)
 
 
 def test_unknown_config_field_is_refused():

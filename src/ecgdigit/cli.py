@@ -162,6 +162,13 @@ def _add_train(sub) -> None:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--decoder-channels", default="",
+                   help="comma-separated U-Net decoder widths, e.g. 128,64,32,16 (default 256,128,64,32,16)")
+    p.add_argument("--time-limit-s", type=float, default=0.0,
+                   help="stop after the epoch during which this many seconds have passed (0: no limit)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic run seed of the training pages")
+    p.add_argument("--half-weights", default=None,
+                   help="also write best.pt's weights as float16 (about half the size, for a Kaggle dataset) here")
     p.set_defaults(func=_run_train)
 
 
@@ -172,8 +179,15 @@ def _run_train(args) -> int:
                       epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size,
                       grad_accum=args.grad_accum, lr=args.lr, image_width=args.image_width,
                       column_ce_weight=args.column_ce_weight, val_samples=args.val_samples, workers=args.workers,
-                      fold=args.fold, amp=not args.no_amp, resume=args.resume, out_dir=args.out_dir)
+                      fold=args.fold, amp=not args.no_amp, resume=args.resume, out_dir=args.out_dir,
+                      time_limit_s=args.time_limit_s, seed=args.seed,
+                      **({"decoder_channels": tuple(int(c) for c in _comma_list(args.decoder_channels))}
+                         if args.decoder_channels.strip() else {}))
     result = train(cfg)
+    if args.half_weights:
+        from ecgdigit.nets.unet import save_half_weights
+
+        print(f"float16 weights -> {save_half_weights(result['best'], args.half_weights)}")
     figure = (f"{result['best_score_db']:.2f} dB" if "best_score_db" in result
               else f"{result['best_score']:.4f} (higher is better)")
     print(f"best validation score {figure} -> {result['best']}")

@@ -18,7 +18,10 @@ from ecgdigit.synth.sample import COMPETITION_FS, MESH_STEP, canonical_view, mak
 
 
 class SyntheticECGDataset:
-    """`length` samples; sample k = record k of run `seed`, of a type drawn from `types`.
+    """`length` samples; sample k = record `offset` + k of run `seed`, of a type drawn from `types`.
+
+    `set_epoch(e)` moves the window to records e * length .. (e + 1) * length - 1, so that a training
+    loop draws fresh pages every epoch (still deterministic in (seed, epoch, k)).
 
     mode "image": keys image (H, W, 3) uint8, keypoints (13, 2), grid_nodes (n_h, n_v, 2),
       orientation, canonical_mesh (ny, nx, 2) + mesh_step, signals (n, 12), fs, image_type, index.
@@ -44,18 +47,23 @@ class SyntheticECGDataset:
         self.layout, self.paper, self.dpi = layout, paper, dpi
         self.canonical_size = tuple(canonical_size)
         self.transform = transform
+        self.offset = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.offset = int(epoch) * self.length
 
     def __len__(self) -> int:
         return self.length
 
     def image_type(self, index: int) -> str:
-        return self.types[int(record_rng(self.seed, index, 3).integers(len(self.types)))]
+        record = self.offset + int(index)
+        return self.types[int(record_rng(self.seed, record, 3).integers(len(self.types)))]
 
     def sample(self, index: int):
         """The full SynthSample of item `index` (page, warp and all labels)."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
-        return make_sample(self.seed, index, self.image_type(index), fs_choices=self.fs_choices,
+        return make_sample(self.seed, self.offset + int(index), self.image_type(index), fs_choices=self.fs_choices,
                            layout=self.layout, paper=self.paper, dpi=self.dpi)
 
     def __getitem__(self, index: int):

@@ -63,6 +63,9 @@ class SyntheticTraceDataset:
     def __len__(self) -> int:
         return len(self.base)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
     def __getitem__(self, index: int) -> dict:
         it = self.base[index]
         return _to_item(it["image"], it["masks"], it["signals"], it["fs"], index, it["image_type"])

@@ -60,6 +60,7 @@ class TrainConfig:
     keypoint_weight: float = 0.5  # stage 0: weight of the marker-map loss beside the orientation loss
     augment_orientation: bool = True  # stage 0: draw each image's orientation uniformly from the 8 codes
     cache_items: bool = False  # stages 0/1: keep rendered items in memory across epochs (workers=0; CPU runs)
+    fresh_pages: bool = True  # synthetic source, no cache: new pages every epoch (else the same pool each epoch)
     time_limit_s: float = 0.0  # > 0: stop after the epoch during which this many seconds have passed
     threads: int = 0  # > 0: torch and OpenCV use this many CPU threads (a shared CPU machine); 0 leaves them
     resume: bool = False
@@ -156,13 +157,14 @@ def _stage01_datasets(cfg: TrainConfig):
             if len(val_src) > cfg.val_samples:  # a fixed, evenly spread subset keeps validation affordable
                 keep = np.linspace(0, len(val_src) - 1, cfg.val_samples).astype(int)
                 val_src.entries = [val_src.entries[k] for k in keep]
+    # The validation pages are the same every epoch: always cached, so only the first validation renders.
     cache = bool(cfg.cache_items)
     if cfg.stage == 0:
         return (stage01.Stage0Dataset(train_src, size, augment_orientation=cfg.augment_orientation, cache_items=cache),
-                stage01.Stage0Dataset(val_src, size, augment_orientation=True, cache_items=cache,
+                stage01.Stage0Dataset(val_src, size, augment_orientation=True, cache_items=True,
                                       cycle_orientation=False))
     return stage01.Stage1Dataset(train_src, size, cache_items=cache), stage01.Stage1Dataset(val_src, size,
-                                                                                          cache_items=cache)
+                                                                                          cache_items=True)
 
 
 def _build_model(cfg: TrainConfig) -> SegmentationModel:
@@ -296,12 +298,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         collate_fn = collate
     else:
         from ecgdigit.train.stage01 import collate_stage01 as collate_fn
+    # Fresh pages need the workers re-made each epoch: a persistent worker keeps its copy of the dataset.
+    fresh = bool(cfg.fresh_pages and cfg.data == "synthetic" and not cfg.cache_items and hasattr(train_ds, "set_epoch"))
     sampler = (torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
                if distributed else None)
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
         collate_fn=collate_fn, drop_last=len(train_ds) >= cfg.batch_size * world, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.workers > 0)
+        persistent_workers=cfg.workers > 0 and not fresh)
 
     model = _build_model(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -349,6 +353,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             break
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if fresh:
+            train_ds.set_epoch(epoch)
         net.train()
         t0 = time.time()
         losses, parts_sum = [], {}

@@ -185,6 +185,9 @@ class SyntheticSource:
     def __len__(self) -> int:
         return len(self.base)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
     def __getitem__(self, index: int) -> dict:
         it = self.base[index]
         return {k: it[k] for k in ("image", "keypoints", "grid_nodes", "orientation", "image_type")}
@@ -297,6 +300,12 @@ class Stage0Dataset:
         self.augment_orientation = augment_orientation
         self.cache = {} if cache_items else None
         self.fetches = {} if cycle_orientation else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fresh pages (and orientation draws) for `epoch`; only for an uncached synthetic source."""
+        self.epoch = int(epoch)
+        self.source.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -312,7 +321,7 @@ class Stage0Dataset:
             src = self.source[index]
         code = None
         if self.augment_orientation:
-            rng = np.random.default_rng([getattr(self.source, "seed", 0) & 0xFFFFFFFF, int(index), 770])
+            rng = np.random.default_rng([getattr(self.source, "seed", 0) & 0xFFFFFFFF, int(index), 770 + self.epoch])
             code = int(rng.integers(layout.N_ORIENTATIONS))
             if self.cache is not None and self.fetches is not None:
                 code = (code + self.fetches.get(index, 0)) % layout.N_ORIENTATIONS
@@ -345,6 +354,10 @@ class Stage1Dataset:
                  cache_items: bool = False):
         self.source, self.size, self.reduction = source, int(size), int(reduction)
         self.cache = {} if cache_items else None  # index -> compact arrays (later epochs skip the engine)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fresh pages for `epoch`; only for an uncached synthetic source."""
+        self.source.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.source)
