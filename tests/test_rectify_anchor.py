@@ -69,6 +69,34 @@ def test_row_ends_cut_by_the_view_are_not_seen():
     assert C._row_trace_ends(up, 4, read) == []
 
 
+def test_speckle_after_the_trace_end_does_not_move_the_time_anchor():
+    """Weak speckle right after each row's end (a harsh B/W scan), above a third of the trace's
+    ink: the gap closing joined it to the trace, the ends read a box late and the anchor moved a
+    box (seed 9999 0004 #13: 5 mm off at confidence 1.00). The end is the last strong ink."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
+    end = _sample_of(t10, 6)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_b, end + 2:end + 6:2] = 0.4  # speckle dots 2 and 4 mm after the end
+    assert C._row_trace_ends(up, 4, read) == [end] * 4
+    assert C._trace_end_anchor(up, 4, read) == 6
+    # a row whose weak ink runs on to the view's edge still shows no end
+    read[:, end + 8:] = False
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_b, end + 1:end + 8] = 0.4
+    assert C._row_trace_ends(up, 4, read) == []
+
+
+def test_speckled_scan_keeps_its_time_anchor():
+    smp = make_sample(9999, 13, "0004")
+    assert smp.orientation == 0
+    r = rectify_to_canonical(smp.image)
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert r.orientation == 0 and err.mean() < 0.2, (err.mean(), r.confidence, r.reason)
+
+
 def test_noise_in_the_blank_band_does_not_extend_the_rows():
     """Grid residue / moire over the whole page (the same in the blank band between rows) must not
     stretch the rows' ink runs out to the page edges."""

@@ -67,6 +67,7 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+TRACE_END_STRONG = 0.5  # a row's trace ends at its last ink this strong (share of the row's trace level)
 CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
 CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
 CONTROL_BAND_FACTOR = 1.25  # ... times this
@@ -1008,7 +1009,8 @@ def _row_band(up: np.ndarray, dj: int, y_b: float) -> Optional[Tuple[int, np.nda
     return p_b, prof, level
 
 
-def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True) -> list:
+def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, control: bool = True,
+                 trim_speckle: bool = False) -> list:
     """Per row whose ink is found: (first, last, first_seen, last_seen, baseline_mm), the sample
     indices (x) of the first and last long ink run along the row's baseline band.
 
@@ -1016,7 +1018,8 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
     (the image border, a torn or shadowed edge) may be where the view ends, not the trace;
     `*_seen` says that TRACE_END_SEEN_MM of read samples follow it. `control`: the ink must also
     stand above what the blank band between the rows holds (noise, moire); that keeps noise from
-    stretching the runs, but breaks faint traces up (their runs end early)."""
+    stretching the runs, but breaks faint traces up (their runs end early). `trim_speckle`: the
+    last run ends before weak pieces beyond a gap (`_trace_end_before_speckle`)."""
     S = INK_SAMPLES_PER_BOX
     mm_per = layout.LARGE_GRID_MM / S
     h, w = up.shape
@@ -1043,20 +1046,46 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
         if not runs:
             continue
-        first, last = int(runs[0][0]), int(runs[-1][-1])
+        first, run_end = int(runs[0][0]), int(runs[-1][-1])
+        last = run_end
+        if trim_speckle:
+            last = _trace_end_before_speckle(prof[runs[-1]], thr, TRACE_END_STRONG * level) + int(runs[-1][0])
         if read is None:
             out.append((first, last, True, True, y_b))
             continue
-        last_seen = last + 1 + seen <= w and bool(read[p_b, last + 1:last + 1 + seen].all())
+        last_seen = run_end + 1 + seen <= w and bool(read[p_b, run_end + 1:run_end + 1 + seen].all())
         first_seen = first - seen >= 0 and bool(read[p_b, first - seen:first].all())
         out.append((first, last, first_seen, last_seen, y_b))
     return out
 
 
+def _trace_end_before_speckle(values: np.ndarray, thr: float, strong: float) -> int:
+    """Index of a trace's end in its closed ink run `values`: the closing lets speckle just past
+    the end (dots above `thr` but weak, across gaps) stretch the run by up to a box, which moved
+    the time anchor a box late on harsh B/W scans. Pieces after a gap holding no `strong` ink are
+    dropped; a faint but unbroken tail (a shaded photo) is kept. The run's own end still says
+    whether the view goes on after it."""
+    above = values > thr
+    end = len(values) - 1
+    while True:
+        gaps = np.nonzero(~above[:end + 1])[0]
+        if gaps.size == 0 or values[gaps[-1] + 1:end + 1].max(initial=0.0) >= strong:
+            return end
+        before = np.nonzero(above[:gaps[-1]])[0]
+        if before.size == 0:
+            return end
+        end = int(before[-1])
+
+
 def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> list:
     """Sample index (x) where each row's trace ends, for the rows whose end is found and seen
     (see `_row_extents`)."""
-    return [last for _, last, _, last_seen, _ in _row_extents(up, dj, read, control=False) if last_seen]
+    plain, trimmed = ([last for _, last, _, last_seen, _ in _row_extents(up, dj, read, control=False, trim_speckle=t)
+                       if last_seen] for t in (False, True))
+    # trimmed ends win where the rows agree on them at least as well (speckle after the ends of a
+    # B/W scan's traces); where trimming spreads them (faint broken tails and moire in a photo:
+    # what remains is not the end) the plain ends stand
+    return trimmed if trimmed and np.ptp(trimmed) <= np.ptp(plain) else plain
 
 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
