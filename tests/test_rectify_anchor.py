@@ -97,6 +97,18 @@ def test_speckled_scan_keeps_its_time_anchor():
     assert r.orientation == 0 and err.mean() < 0.2, (err.mean(), r.confidence, r.reason)
 
 
+def test_two_agreeing_row_ends_break_a_tie_of_the_template():
+    """A scan whose template score is tied between two neighbouring time shifts and where only
+    two rows show their ends (seed 9999 0012 #14: read a box early, 5.0 mm off at confidence 0.25):
+    the two ends, agreeing, pick the shift."""
+    smp = make_sample(9999, 14, "0012")
+    assert smp.orientation == 0
+    r = rectify_to_canonical(smp.image)
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert r.orientation == 0 and err.mean() < 0.2, (err.mean(), r.confidence, r.reason)
+    assert r.confidence <= C.TWO_ENDS_MARGIN  # two rows are weaker evidence than three
+
+
 def test_noise_in_the_blank_band_does_not_extend_the_rows():
     """Grid residue / moire over the whole page (the same in the blank band between rows) must not
     stretch the rows' ink runs out to the page edges."""

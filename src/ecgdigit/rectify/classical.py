@@ -67,6 +67,7 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+TWO_ENDS_MARGIN = 0.5  # anchor margin when two rows' ends broke the template's tie
 TRACE_END_STRONG = 0.5  # a row's trace ends at its last ink this strong (share of the row's trace level)
 CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
 CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
@@ -915,6 +916,13 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
         side = [float(sc[a, q]) for q in (b - 1, b + 1) if 0 <= q < sc.shape[1] and dis[q] in allowed]
         if side:
             margin = min(margin, max(0.1, (float(sc[a, b]) - max(side)) / TIME_ANCHOR_MARGIN_UNIT))
+        # two rows whose ends agree on a neighbour shift break a tie of the template
+        if len(ends) == 2 and abs(ends[0] - ends[1]) <= 2 and margin < 1.0:
+            di_two = _ends_anchor(ends)
+            if abs(di_two - di) == 1 and di_two in allowed:
+                if _DEBUG:
+                    print("two row ends move the tied time anchor", di, "->", di_two)
+                di, margin = di_two, min(margin, TWO_ENDS_MARGIN)
     return code, dj, di, score, margin, float(obs.sum())
 
 
@@ -1091,14 +1099,18 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
     """Box shift di that puts the rows' trace ends on the 10 s line, or None when fewer than 3
     rows show their end or they disagree (see `_row_trace_ends` for `read`)."""
-    S = INK_SAMPLES_PER_BOX
-    mm_per = layout.LARGE_GRID_MM / S
     ends = _row_trace_ends(up, dj, read)
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
     if ends[-1] - ends[0] > 3:  # rows disagree: keep the template's anchor
         return None
+    return _ends_anchor(ends)
+
+
+def _ends_anchor(ends) -> int:
+    """Box shift di that puts the median of the rows' trace ends (ink raster samples) on 10 s."""
+    mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
     q_end = float(np.median(ends))
     x_end_mm = layout.seconds_to_mm(layout.RECORD_SECONDS)
     # sample q covers x_mm = (q + 0.5) * mm_per - box / 2 - box * di
