@@ -170,3 +170,50 @@ def test_screen_photo_read_at_half_the_working_resolution():
     r = rectify_to_canonical(smp.image)
     err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
     assert r.orientation == 0 and err.mean() < 0.6 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
+
+
+def _rows_at(rows_mm, dj=4, di=6, width_boxes=70, height_boxes=55):
+    """Upright ink raster with traces along page y `rows_mm` over time 0 .. 10 s, everything read."""
+    up = np.zeros((height_boxes * S, width_boxes * S))
+    x0, x1 = _sample_of(layout.seconds_to_mm(0.0), di), _sample_of(layout.seconds_to_mm(10.0), di)
+    for y in rows_mm:
+        up[int(round((y / layout.LARGE_GRID_MM + dj + 0.5) * S - 0.5)), x0:x1 + 1] = 1.0
+    return up, np.ones(up.shape, bool)
+
+
+def test_trace_rows_elsewhere_tell_other_layouts():
+    """Trace rows away from the layout's baselines and not four of them: another printed layout."""
+    baselines = layout.STANDARD_3X4.baselines_y_mm
+    up, read = _rows_at(baselines)
+    assert C._trace_rows_elsewhere(up, 4, 6, read) == 0
+    # the same four rows printed 30 mm apart by another machine: the same leads, not flagged
+    up, read = _rows_at([70.0, 100.0, 130.0, 160.0])
+    assert C._trace_rows_elsewhere(up, 4, 6, read) == 0
+    for lay in (layout.SIX_BY_TWO, layout.STANDARD_3X4_3R, layout.TWELVE_BY_ONE):
+        up, read = _rows_at(lay.baselines_y_mm)
+        assert C._trace_rows_elsewhere(up, 4, 6, read) == len(lay.baselines_y_mm), lay.name
+    # two folds across the page (straight lines running on past 10 s) are not trace rows
+    up, read = _rows_at(baselines)
+    for y in (70.0, 105.0):
+        up[int(round((y / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5)), :] = 1.0
+    assert C._trace_rows_elsewhere(up, 4, 6, read) == 0
+    # noise or moire inking the whole page makes no rows
+    rng = np.random.default_rng(1)
+    up, read = _rows_at(baselines)
+    up = np.maximum(up, 0.5 * (rng.random(up.shape) < 0.6))
+    assert C._trace_rows_elsewhere(up, 4, 6, read) == 0
+
+
+@pytest.mark.parametrize("layout_name,k", [("6x2", 0), ("3x4+II,V1,V5", 2), ("12x1", 0)])
+def test_other_printed_layouts_are_flagged_not_read_as_3x4(layout_name, k):
+    """A page printed in another layout (its grid found, its trace rows where the competition
+    layout has blank paper) would give the wrong leads at confidence 0.35-0.5: it is refused with a
+    reason that says so, and the gridless reading (which assumes 3x4+II too) is not tried."""
+    from ecgdigit.rectify.api import FOREIGN_LAYOUT_REASON, USABLE_CONFIDENCE
+
+    smp = make_sample(5100, k, "0001", layout=layout.LAYOUTS[layout_name])
+    r = rectify_to_canonical(smp.image)
+    assert r.confidence < USABLE_CONFIDENCE and FOREIGN_LAYOUT_REASON in r.reason, (r.confidence, r.reason)
+    assert r.method == "classical"
+    standard = make_sample(5100, k, "0001")
+    assert FOREIGN_LAYOUT_REASON not in rectify_to_canonical(standard.image).reason

@@ -161,9 +161,15 @@ def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np
 USABLE_CONFIDENCE = 0.1
 
 
+# The classical rectifier's reason for a page printed in another layout (trace rows where the
+# competition layout has blank paper): its grid was found, so no other reading is tried.
+FOREIGN_LAYOUT_REASON = "trace rows where the 3x4+II layout has none"
+
+
 def _grid_not_found(result: Rectification) -> bool:
-    """The classical result says there is no usable grid (and not that the image is too small)."""
-    if result.reason.startswith("image too small"):
+    """The classical result says there is no usable grid (and not that the image is too small, or
+    that the page is printed in another layout)."""
+    if result.reason.startswith("image too small") or FOREIGN_LAYOUT_REASON in result.reason:
         return False
     return result.confidence < USABLE_CONFIDENCE
 

@@ -46,8 +46,9 @@ from scipy import ndimage, signal, sparse
 from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
-from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  largest_bright_region, rejected_rectification, too_small_reason)
+from ecgdigit.rectify.api import (FOREIGN_LAYOUT_REASON, NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8,
+                                  build_rectification, largest_bright_region, rejected_rectification,
+                                  too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
@@ -67,6 +68,14 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+BETWEEN_BAND_MM = 4.0  # a trace row is looked for in bands this far each side of a page y
+TRACE_ROW_SHARE = 0.6  # ... inked along this share of the 10 s span
+TRACE_ROW_PROMINENCE = 0.3  # ... and this much more than the paper around it
+TRACE_ROW_SPAN_MM = (25.0, 210.0)  # page y where any printed layout has its rows (not the page's edges)
+MIN_ROW_SPACING_MM = 12.0  # trace rows of any printed layout lie at least this far apart (12x1: 15 mm)
+RIGHT_MARGIN_MM = (4.0, 12.0)  # after 10 s: blank paper on every layout (a line inked there crosses the page)
+FOREIGN_ROW_OFFSET_MM = 8.0  # a trace row this far from every baseline of the layout is not one of its rows
+FOREIGN_LAYOUT_MARGIN = 0.05  # anchor margin of a page in another layout: its leads would be read wrong
 TWO_ENDS_MARGIN = 0.5  # anchor margin when two rows' ends broke the template's tie
 TRACE_END_STRONG = 0.5  # a row's trace ends at its last ink this strong (share of the row's trace level)
 CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
@@ -796,7 +805,8 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
 
 
 def _orient_and_anchor(dark: np.ndarray, model: GridModel):
-    """Returns (code, dj, di, score, margin, ink_total) or None when there is no ink at all.
+    """Returns (code, dj, di, score, margin, ink_total, foreign_rows) or None when there is no ink at
+    all (foreign_rows: `_trace_rows_elsewhere`).
 
     Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
     left-right mirror: (1) the mirror-symmetric part of the template picks the pair of codes
@@ -923,7 +933,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
                 if _DEBUG:
                     print("two row ends move the tied time anchor", di, "->", di_two)
                 di, margin = di_two, min(margin, TWO_ENDS_MARGIN)
-    return code, dj, di, score, margin, float(obs.sum())
+    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read)
 
 
 def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
@@ -1002,6 +1012,54 @@ def _raster_row(y_mm: float, dj: int) -> int:
     """Row of the upright ink raster (cells centred on nodes) at page y `y_mm` when the page's node
     row 0 sits at raster box row dj."""
     return int(round((y_mm / layout.LARGE_GRID_MM + dj + 0.5) * INK_SAMPLES_PER_BOX - 0.5))
+
+
+def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.ndarray] = None) -> int:
+    """The number of trace rows on the page when they are not the 3x4+II layout's four, else 0.
+
+    A trace row: a band (BETWEEN_BAND_MM each side) inked along most of the 10 s span, standing
+    out from the paper around it (a photo's noise or moire inks every band alike and makes no
+    row). The page is another printed layout (6x2, 12x1, 3x4 with three rhythm strips, a partial
+    view) when two such rows lie away from every baseline of the layout and the rows are not four:
+    four rows at another spacing are the same leads printed by another machine."""
+    mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
+    half = int(round(BETWEEN_BAND_MM / mm_per))
+    x0, x1 = (int(round((layout.seconds_to_mm(t) + layout.LARGE_GRID_MM * (di + 0.5)) / mm_per - 0.5))
+              for t in (0.0, layout.RECORD_SECONDS))
+    x0, x1 = max(0, x0), min(up.shape[1], x1)
+    baselines = np.array(layout.STANDARD_3X4.baselines_y_mm)
+    levels = [b[2] for b in (_row_band(up, dj, y) for y in baselines) if b is not None and b[2] > 0]
+    if x1 - x0 < 10 or not levels:
+        return 0
+    thr = 0.3 * float(np.median(levels))
+
+    def share(y_mm: float, xa: int, xb: int) -> float:
+        p = _raster_row(y_mm, dj)
+        xa, xb = max(0, xa), min(up.shape[1], xb)
+        if p - half < 0 or p + half + 1 > up.shape[0] or xb - xa < 3:
+            return 0.0
+        cols = read[p, xa:xb] if read is not None else np.ones(xb - xa, bool)
+        if cols.sum() < 0.5 * (xb - xa):  # mostly out of view
+            return 0.0
+        inked = ndimage.binary_closing(up[p - half:p + half + 1, xa:xb].max(axis=0) > thr, iterations=1)
+        return float(inked[cols].mean())
+
+    ys = np.arange(*TRACE_ROW_SPAN_MM, 1.0)
+    prof = np.array([share(y, x0, x1) for y in ys])
+    peaks, _ = signal.find_peaks(prof, height=TRACE_ROW_SHARE, prominence=TRACE_ROW_PROMINENCE,
+                                 distance=int(MIN_ROW_SPACING_MM))
+    rows_y = ys[peaks]
+    if _DEBUG:
+        print("trace rows on the page at y (mm)", rows_y)
+    # every layout's rows end at 10 s: ink running on through the margin after it is a line across
+    # the page (a fold, a crease, a shadow's edge), not a trace row
+    m0, m1 = (int(round((layout.seconds_to_mm(layout.RECORD_SECONDS) + d + layout.LARGE_GRID_MM * (di + 0.5))
+                        / mm_per - 0.5)) for d in RIGHT_MARGIN_MM)
+    away = [y for y in rows_y if np.abs(baselines - y).min() > FOREIGN_ROW_OFFSET_MM
+            and share(y, m0, m1) < TRACE_ROW_SHARE]
+    # one stray line (a fold, a shadow's edge, a torn edge) is not a layout: another layout puts at
+    # least two rows where this one has none
+    return len(rows_y) if len(away) >= 2 and len(rows_y) != len(baselines) else 0
 
 
 def _row_band(up: np.ndarray, dj: int, y_b: float) -> Optional[Tuple[int, np.ndarray, float]]:
@@ -1407,7 +1465,13 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
     # from where the first look's template put the 10 s line)
     _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5][4], q[0]), q[0], q[1]))
-    code, dj, di, score, margin, ink_total = oa
+    code, dj, di, score, margin, ink_total, foreign_rows = oa
+    # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
+    # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
+    # stray "grid" must leave the way open to the gridless reading
+    foreign_rows = foreign_rows if int(model.found.sum()) >= GOOD_NODE_COUNT else 0
+    if foreign_rows:
+        margin = min(margin, FOREIGN_LAYOUT_MARGIN)
     node_field, found = _page_node_field(model, code, dj, di, swx, swy)
     n_found = int(found.sum())
     outside = int(model.found.sum()) - n_found
@@ -1424,6 +1488,9 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         reasons.append(f"only {n_found} page grid nodes detected")
     if margin < 1.0:
         reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
+    if foreign_rows:
+        reasons.append(f"{FOREIGN_LAYOUT_REASON} ({foreign_rows} trace rows): another printed layout than "
+                       f"3x4+II, whose leads would be read wrong")
     if score < FULL_LAYOUT_SCORE:
         reasons.append(f"weak layout match (score {score:.3f})")
     if outside > 0.1 * max(model.found.sum(), 1):
