@@ -1015,13 +1015,14 @@ def _raster_row(y_mm: float, dj: int) -> int:
 
 
 def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.ndarray] = None) -> int:
-    """The number of trace rows on the page when they are not the 3x4+II layout's four, else 0.
+    """The number of trace rows on the page when they are another layout's (more than the 3x4+II
+    layout's four, some away from its baselines), else 0.
 
     A trace row: a band (BETWEEN_BAND_MM each side) inked along most of the 10 s span, standing
     out from the paper around it (a photo's noise or moire inks every band alike and makes no
     row). The page is another printed layout (6x2, 12x1, 3x4 with three rhythm strips, a partial
-    view) when two such rows lie away from every baseline of the layout and the rows are not four:
-    four rows at another spacing are the same leads printed by another machine."""
+    view) when two such rows lie away from every baseline of the layout and there are more than
+    four rows in all: four rows at another spacing are the same leads printed by another machine."""
     mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
     half = int(round(BETWEEN_BAND_MM / mm_per))
     x0, x1 = (int(round((layout.seconds_to_mm(t) + layout.LARGE_GRID_MM * (di + 0.5)) / mm_per - 0.5))
@@ -1034,32 +1035,35 @@ def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.nd
     thr = 0.3 * float(np.median(levels))
 
     def share(y_mm: float, xa: int, xb: int) -> float:
+        """Inked share of columns xa..xb in the band at y_mm; nan where mostly out of view."""
         p = _raster_row(y_mm, dj)
         xa, xb = max(0, xa), min(up.shape[1], xb)
         if p - half < 0 or p + half + 1 > up.shape[0] or xb - xa < 3:
-            return 0.0
+            return np.nan
         cols = read[p, xa:xb] if read is not None else np.ones(xb - xa, bool)
-        if cols.sum() < 0.5 * (xb - xa):  # mostly out of view
-            return 0.0
+        if cols.sum() < 0.5 * (xb - xa):
+            return np.nan
         inked = ndimage.binary_closing(up[p - half:p + half + 1, xa:xb].max(axis=0) > thr, iterations=1)
         return float(inked[cols].mean())
 
     ys = np.arange(*TRACE_ROW_SPAN_MM, 1.0)
-    prof = np.array([share(y, x0, x1) for y in ys])
+    prof = np.nan_to_num(np.array([share(y, x0, x1) for y in ys]), nan=0.0)
     peaks, _ = signal.find_peaks(prof, height=TRACE_ROW_SHARE, prominence=TRACE_ROW_PROMINENCE,
                                  distance=int(MIN_ROW_SPACING_MM))
     rows_y = ys[peaks]
     if _DEBUG:
         print("trace rows on the page at y (mm)", rows_y)
     # every layout's rows end at 10 s: ink running on through the margin after it is a line across
-    # the page (a fold, a crease, a shadow's edge), not a trace row
+    # the page (a fold, a crease, a shadow's edge), not a trace row; where that margin is out of
+    # view (a screen's edge, the page cut off) the line cannot be told from a row and does not count
     m0, m1 = (int(round((layout.seconds_to_mm(layout.RECORD_SECONDS) + d + layout.LARGE_GRID_MM * (di + 0.5))
                         / mm_per - 0.5)) for d in RIGHT_MARGIN_MM)
     away = [y for y in rows_y if np.abs(baselines - y).min() > FOREIGN_ROW_OFFSET_MM
-            and share(y, m0, m1) < TRACE_ROW_SHARE]
+            and share(y, m0, m1) < TRACE_ROW_SHARE]  # (nan < x is False)
     # one stray line (a fold, a shadow's edge, a torn edge) is not a layout: another layout puts at
-    # least two rows where this one has none
-    return len(rows_y) if len(away) >= 2 and len(rows_y) != len(baselines) else 0
+    # least two rows where this one has none, and has more rows than its four (fewer found: faint
+    # rows and header lines on a poor photo, not evidence of another layout)
+    return len(rows_y) if len(away) >= 2 and len(rows_y) > len(baselines) else 0
 
 
 def _row_band(up: np.ndarray, dj: int, y_b: float) -> Optional[Tuple[int, np.ndarray, float]]:
