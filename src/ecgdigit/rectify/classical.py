@@ -873,8 +873,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     up, up_read = layout.undo_orientation(obs, code), layout.undo_orientation(on_grid_px, code)
     if _DEBUG_DUMP:  # the upright ink raster for inspection
         np.savez(_DEBUG_DUMP, up=up, read=up_read, found=layout.undo_orientation(model.found, code), dj=dj, di=di)
-    di_end = _trace_end_anchor(up, dj, up_read)
     ends = _row_trace_ends(up, dj, up_read)
+    di_end = _agreed_ends_anchor(ends)
     if _DEBUG:
         print("code", code, "dj", dj, "di", di, "ends", ends, "ends (mm from 10 s)",
               [round((e + 0.5) * 1.0 - 2.5 - 5 * di - layout.seconds_to_mm(10.0), 1) for e in ends], "di_end", di_end)
@@ -1014,6 +1014,12 @@ def _raster_row(y_mm: float, dj: int) -> int:
     return int(round((y_mm / layout.LARGE_GRID_MM + dj + 0.5) * INK_SAMPLES_PER_BOX - 0.5))
 
 
+def _raster_col(x_mm: float, di: int) -> int:
+    """Column of the upright ink raster at page x `x_mm` when the page's node column 0 sits at
+    raster box column di (the inverse of the mapping `_ends_anchor` reads)."""
+    return int(round((x_mm / layout.LARGE_GRID_MM + di + 0.5) * INK_SAMPLES_PER_BOX - 0.5))
+
+
 def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.ndarray] = None) -> int:
     """The number of trace rows on the page when they are another layout's (more than the 3x4+II
     layout's four, some away from its baselines), else 0.
@@ -1025,8 +1031,7 @@ def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.nd
     four rows in all: four rows at another spacing are the same leads printed by another machine."""
     mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
     half = int(round(BETWEEN_BAND_MM / mm_per))
-    x0, x1 = (int(round((layout.seconds_to_mm(t) + layout.LARGE_GRID_MM * (di + 0.5)) / mm_per - 0.5))
-              for t in (0.0, layout.RECORD_SECONDS))
+    x0, x1 = (_raster_col(layout.seconds_to_mm(t), di) for t in (0.0, layout.RECORD_SECONDS))
     x0, x1 = max(0, x0), min(up.shape[1], x1)
     baselines = np.array(layout.STANDARD_3X4.baselines_y_mm)
     levels = [b[2] for b in (_row_band(up, dj, y) for y in baselines) if b is not None and b[2] > 0]
@@ -1056,8 +1061,7 @@ def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.nd
     # every layout's rows end at 10 s: ink running on through the margin after it is a line across
     # the page (a fold, a crease, a shadow's edge), not a trace row; where that margin is out of
     # view (a screen's edge, the page cut off) the line cannot be told from a row and does not count
-    m0, m1 = (int(round((layout.seconds_to_mm(layout.RECORD_SECONDS) + d + layout.LARGE_GRID_MM * (di + 0.5))
-                        / mm_per - 0.5)) for d in RIGHT_MARGIN_MM)
+    m0, m1 = (_raster_col(layout.seconds_to_mm(layout.RECORD_SECONDS) + d, di) for d in RIGHT_MARGIN_MM)
     away = [y for y in rows_y if np.abs(baselines - y).min() > FOREIGN_ROW_OFFSET_MM
             and share(y, m0, m1) < TRACE_ROW_SHARE]  # (nan < x is False)
     # one stray line (a fold, a shadow's edge, a torn edge) is not a layout: another layout puts at
@@ -1161,7 +1165,11 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
     """Box shift di that puts the rows' trace ends on the 10 s line, or None when fewer than 3
     rows show their end or they disagree (see `_row_trace_ends` for `read`)."""
-    ends = _row_trace_ends(up, dj, read)
+    return _agreed_ends_anchor(_row_trace_ends(up, dj, read))
+
+
+def _agreed_ends_anchor(ends: list) -> Optional[int]:
+    """`_ends_anchor` of the rows' trace ends (`_row_trace_ends`) when >= 3 rows show one and they agree."""
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
