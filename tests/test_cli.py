@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from ecgdigit import __version__
 from ecgdigit.cli import main
@@ -41,6 +42,13 @@ def test_score_errors_are_one_line(tmp_path, capsys):
     code = main(["score", "--solution", str(tmp_path / "nope.csv"), "--submission", str(tmp_path / "short.csv")])
     err = capsys.readouterr().err
     assert code == 2 and "solution not found" in err and "nope.csv" in err
+
+
+def test_train_refuses_bad_decoder_channels(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--stage", "1", "--out-dir", str(tmp_path), "--decoder-channels", "128,ab"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--decoder-channels" in err and "'128,ab'" in err and "Traceback" not in err
 
 
 def test_train_stage0_from_the_cli(tmp_path, capsys):

@@ -136,6 +136,17 @@ def _run_synth(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------
+def _channel_list(text: str) -> tuple:
+    """'128,64,32,16' -> (128, 64, 32, 16): positive widths, or a one-line argparse error."""
+    try:
+        widths = tuple(int(c) for c in _comma_list(text))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) <= 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return widths
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -162,7 +173,7 @@ def _add_train(sub) -> None:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--decoder-channels", default="",
+    p.add_argument("--decoder-channels", type=_channel_list, default=(),
                    help="comma-separated U-Net decoder widths, e.g. 128,64,32,16 (default 256,128,64,32,16)")
     p.add_argument("--time-limit-s", type=float, default=0.0,
                    help="stop after the epoch during which this many seconds have passed (0: no limit)")
@@ -181,8 +192,7 @@ def _run_train(args) -> int:
                       column_ce_weight=args.column_ce_weight, val_samples=args.val_samples, workers=args.workers,
                       fold=args.fold, amp=not args.no_amp, resume=args.resume, out_dir=args.out_dir,
                       time_limit_s=args.time_limit_s, seed=args.seed,
-                      **({"decoder_channels": tuple(int(c) for c in _comma_list(args.decoder_channels))}
-                         if args.decoder_channels.strip() else {}))
+                      **({"decoder_channels": args.decoder_channels} if args.decoder_channels else {}))
     result = train(cfg)
     if args.half_weights:
         from ecgdigit.nets.unet import save_half_weights
