@@ -110,3 +110,16 @@ def test_pen_strokes_past_two_row_ends_are_dropped(clean):
     err = node_errors_mm(r.nodes, clean.grid_nodes, w, h)
     assert err.mean() < 0.15, err.mean()
     assert r.confidence > 0.3, r.reason
+
+
+def test_gridless_reading_of_another_printed_layout_is_refused_with_its_reason():
+    """A photo of a 12x1 page (seed 5100, its grid not found) was read by the gridless path as
+    3x4+II at confidence 0.88: every lead from the wrong row. Its trace rows where the layout has
+    none now hold it under the usable confidence, and the refusal names them."""
+    from ecgdigit.rectify.api import FOREIGN_LAYOUT_REASON, USABLE_CONFIDENCE
+
+    smp = make_sample(5100, 0, "0005", layout=layout.LAYOUTS["12x1"])
+    r = rectify_to_canonical(smp.image)
+    assert r.method == "gridless" and r.confidence < USABLE_CONFIDENCE, (r.method, r.confidence, r.reason)
+    assert FOREIGN_LAYOUT_REASON in r.reason, r.reason
+

@@ -180,8 +180,9 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
     method "classical": no weights, see `ecgdigit.rectify.classical`. Options are passed on to
     the method (classical: `interpolation` (cv2 flag), `work_px_per_box`). When it finds no usable
     grid, the layout-based `ecgdigit.rectify.gridless` rectifier is tried and wins if it is usable
-    (confidence >= USABLE_CONFIDENCE) and more confident (its result has method "gridless");
-    otherwise the classical result (and its reason) stands.
+    (confidence >= USABLE_CONFIDENCE) and more confident (its result has method "gridless"), or
+    when it finds the page printed in another layout (its refusal then says so); otherwise the
+    classical result (and its reason) stands.
     method "learned": `ecgdigit.rectify.learned.rectify_learned(image, weights=weights, **options)`
     (imported only when asked for, so the classical path needs no torch).
     Raises InputError for arrays that are not images; unusable pages give confidence 0 + reason.
@@ -196,6 +197,8 @@ def rectify_to_canonical(image: np.ndarray, *, method: str = "classical", weight
 
             gridless = rectify_gridless(image, interpolation=options.get("interpolation", cv2.INTER_LINEAR))
             if gridless.confidence >= USABLE_CONFIDENCE and gridless.confidence > result.confidence:
+                return gridless
+            if FOREIGN_LAYOUT_REASON in gridless.reason:  # its refusal says more than "no grid"
                 return gridless
         return result
     if method == "learned":

@@ -1020,7 +1020,8 @@ def _raster_col(x_mm: float, di: int) -> int:
     return int(round((x_mm / layout.LARGE_GRID_MM + di + 0.5) * INK_SAMPLES_PER_BOX - 0.5))
 
 
-def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.ndarray] = None) -> int:
+def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.ndarray] = None,
+                          span_mm: Tuple[float, float] = TRACE_ROW_SPAN_MM) -> int:
     """The number of trace rows on the page when they are another layout's (more than the 3x4+II
     layout's four, some away from its baselines), else 0.
 
@@ -1028,7 +1029,8 @@ def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.nd
     out from the paper around it (a photo's noise or moire inks every band alike and makes no
     row). The page is another printed layout (6x2, 12x1, 3x4 with three rhythm strips, a partial
     view) when two such rows lie away from every baseline of the layout and there are more than
-    four rows in all: four rows at another spacing are the same leads printed by another machine."""
+    four rows in all: four rows at another spacing are the same leads printed by another machine.
+    Rows are looked for at page y in `span_mm`."""
     mm_per = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
     half = int(round(BETWEEN_BAND_MM / mm_per))
     x0, x1 = (_raster_col(layout.seconds_to_mm(t), di) for t in (0.0, layout.RECORD_SECONDS))
@@ -1051,7 +1053,7 @@ def _trace_rows_elsewhere(up: np.ndarray, dj: int, di: int, read: Optional[np.nd
         inked = ndimage.binary_closing(up[p - half:p + half + 1, xa:xb].max(axis=0) > thr, iterations=1)
         return float(inked[cols].mean())
 
-    ys = np.arange(*TRACE_ROW_SPAN_MM, 1.0)
+    ys = np.arange(*span_mm, 1.0)
     prof = np.nan_to_num(np.array([share(y, x0, x1) for y in ys]), nan=0.0)
     peaks, _ = signal.find_peaks(prof, height=TRACE_ROW_SHARE, prominence=TRACE_ROW_PROMINENCE,
                                  distance=int(MIN_ROW_SPACING_MM))

@@ -55,8 +55,9 @@ import numpy as np
 from scipy import ndimage, optimize, signal
 
 from ecgdigit import layout
-from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8, build_rectification,
-                                  largest_bright_region, rejected_rectification, too_small_reason)
+from ecgdigit.rectify.api import (FOREIGN_LAYOUT_REASON, NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification,
+                                  as_rgb_uint8, build_rectification, largest_bright_region, rejected_rectification,
+                                  too_small_reason)
 
 METHOD = "gridless"
 WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
@@ -83,6 +84,8 @@ MARKS_NONE, MARKS_SURE = 0.03, 0.08
 # ink periodicity along page x at 3.5 - 7 mm lags: gridless pages of ours <= 0.25, gridded pages
 # read correctly anyway up to 0.56, gridded pages misread 0.75 - 0.95
 GRID_PERIODICITY = 0.65
+FOREIGN_LAYOUT_CONFIDENCE = 0.05  # a page in another printed layout: below the usable confidence, with its reason
+OTHER_LAYOUT_PAD_BOXES = 10  # ... whose trace rows are looked for this far beyond the page read
 TARGET_PX_PER_MM = 4.5  # second pass: the page alone at about this resolution
 CROP_MARGIN_MM = 15.0
 MAX_CROP_LONG_SIDE = 2000
@@ -901,6 +904,41 @@ def _grid_periodicity(ink: np.ndarray, H) -> float:
     return float(max(np.dot(prof[:-k], prof[k:]) / den for k in lags))
 
 
+def _other_layout_rows(ink: np.ndarray, model) -> int:
+    """The number of trace rows on the page read by `model` (page mm -> work px) when they are
+    another printed layout's, else 0: the classical rectifier's test (`_trace_rows_elsewhere`) on
+    the ink pulled back to its upright raster (1 sample / mm, reaching OTHER_LAYOUT_PAD_BOXES
+    beyond the page).
+
+    Every reading here assumes the 3x4+II layout; a 6x2, 12x1 or 3x4 + 3 rhythm-strip page whose
+    rows happened to fit it would give the wrong leads."""
+    from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, _trace_rows_elsewhere
+
+    # rows are looked for beyond the page's edges too: a reading that fitted the 3x4+II rows to
+    # some of another layout's (at a wrong scale) leaves the others off its page
+    pad = OTHER_LAYOUT_PAD_BOXES  # raster boxes before the page's node (0, 0)
+    mm = layout.LARGE_GRID_MM / INK_SAMPLES_PER_BOX
+    n_y, n_x = (int(np.ceil((side / layout.LARGE_GRID_MM + 2 * pad) * INK_SAMPLES_PER_BOX)) for side in (PAGE_H_MM, PAGE_W_MM))
+    ys, xs = ((np.arange(n) + 0.5) * mm - (pad + 0.5) * layout.LARGE_GRID_MM for n in (n_y, n_x))
+    X, Y = np.meshgrid(xs, ys)
+    q = _to_image(model, np.stack([X, Y], -1)).astype(np.float32)
+    h, w = ink.shape
+    read = (q[..., 0] >= 0) & (q[..., 0] <= w - 1) & (q[..., 1] >= 0) & (q[..., 1] <= h - 1)
+    if read.sum() < 0.25 * read.size:
+        return 0
+    # each sample stands for a 1 mm cell (the classical raster blurs the same way)
+    px_per_mm = float(np.median(np.linalg.norm(np.diff(q, axis=1), axis=-1))) / mm
+    blurred = cv2.GaussianBlur(ink, (0, 0), max(px_per_mm * mm / 2.5, 0.5))
+    up = cv2.remap(blurred, q[..., 0], q[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    # a textured page (a screen's pixel grid) has ink everywhere: keep what stands above it
+    up = np.where(read, np.clip(up - 2.0 * float(np.median(up[read])), 0.0, None), 0.0)
+    scale = float(np.percentile(up[read], 99.5))
+    if scale < 1e-3:
+        return 0
+    beyond = pad * layout.LARGE_GRID_MM - 5.0
+    return _trace_rows_elsewhere(np.minimum(up / scale, 1.0), pad, pad, read, span_mm=(-beyond, PAGE_H_MM + beyond))
+
+
 # orientation code c turns an upright page's axes by R^(c % 4) F^(c >= 4) (layout.apply_orientation)
 _F = np.array([[-1.0, 0.0], [0.0, 1.0]])
 _R = np.array([[0.0, 1.0], [-1.0, 0.0]])
@@ -1151,6 +1189,7 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
     hyps.sort(key=total, reverse=True)
     best = hyps[0]
     best["grid"] = _grid_periodicity(ink, best)
+    best["foreign_rows"] = _other_layout_rows(ink, best)
     t0 = time.perf_counter()
     best["spread"] = _row_out_spread(best)
     timings["spread"] = time.perf_counter() - t0
@@ -1245,6 +1284,12 @@ def _confidence(a: dict) -> Tuple[float, List[str]]:
         if bend > CURL_OK_MM:  # a strongly bent sheet: between the anchors the page is guessed
             conf *= float(np.clip((CURL_BAD_MM - bend) / (CURL_BAD_MM - CURL_OK_MM), 0.02, 1.0))
             reasons.append(f"sheet bent by {bend:.1f} mm")
+    # a reading that would be used, whose leads would come from the wrong rows (on a reading too
+    # poor to be used anyway the rows it sees are no evidence of another layout)
+    if a.get("foreign_rows", 0) and conf >= USABLE_CONFIDENCE:
+        conf = FOREIGN_LAYOUT_CONFIDENCE
+        reasons.append(f"{FOREIGN_LAYOUT_REASON} ({a['foreign_rows']} trace rows): another printed layout than "
+                       f"3x4+II, whose leads would be read wrong")
     return conf, reasons
 
 
