@@ -122,4 +122,3 @@ def test_gridless_reading_of_another_printed_layout_is_refused_with_its_reason()
     r = rectify_to_canonical(smp.image)
     assert r.method == "gridless" and r.confidence < USABLE_CONFIDENCE, (r.method, r.confidence, r.reason)
     assert FOREIGN_LAYOUT_REASON in r.reason, r.reason
-

@@ -161,9 +161,15 @@ def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np
 USABLE_CONFIDENCE = 0.1
 
 
-# The classical rectifier's reason for a page printed in another layout (trace rows where the
-# competition layout has blank paper): its grid was found, so no other reading is tried.
+# The reason for a page printed in another layout (trace rows where the competition layout has
+# blank paper), given by the classical rectifier (its grid was found, so no other reading is
+# tried) and by the gridless one: its leads would be read from the wrong rows.
 FOREIGN_LAYOUT_REASON = "trace rows where the 3x4+II layout has none"
+
+
+def foreign_layout_reason(n_rows: int) -> str:
+    return (f"{FOREIGN_LAYOUT_REASON} ({n_rows} trace rows): another printed layout than 3x4+II, "
+            f"whose leads would be read wrong")
 
 
 def _grid_not_found(result: Rectification) -> bool:

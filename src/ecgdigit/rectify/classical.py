@@ -46,9 +46,9 @@ from scipy import ndimage, signal, sparse
 from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
-from ecgdigit.rectify.api import (FOREIGN_LAYOUT_REASON, NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8,
-                                  build_rectification, largest_bright_region, rejected_rectification,
-                                  too_small_reason)
+from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8,
+                                  build_rectification, foreign_layout_reason, largest_bright_region,
+                                  rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
@@ -1503,8 +1503,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if margin < 1.0:
         reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
     if foreign_rows:
-        reasons.append(f"{FOREIGN_LAYOUT_REASON} ({foreign_rows} trace rows): another printed layout than "
-                       f"3x4+II, whose leads would be read wrong")
+        reasons.append(foreign_layout_reason(foreign_rows))
     if score < FULL_LAYOUT_SCORE:
         reasons.append(f"weak layout match (score {score:.3f})")
     if outside > 0.1 * max(model.found.sum(), 1):

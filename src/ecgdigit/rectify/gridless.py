@@ -55,9 +55,10 @@ import numpy as np
 from scipy import ndimage, optimize, signal
 
 from ecgdigit import layout
-from ecgdigit.rectify.api import (FOREIGN_LAYOUT_REASON, NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification,
-                                  as_rgb_uint8, build_rectification, largest_bright_region, rejected_rectification,
-                                  too_small_reason)
+from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
+                                  build_rectification, foreign_layout_reason, largest_bright_region,
+                                  rejected_rectification, too_small_reason)
+from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, _trace_rows_elsewhere
 
 METHOD = "gridless"
 WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
@@ -912,8 +913,6 @@ def _other_layout_rows(ink: np.ndarray, model) -> int:
 
     Every reading here assumes the 3x4+II layout; a 6x2, 12x1 or 3x4 + 3 rhythm-strip page whose
     rows happened to fit it would give the wrong leads."""
-    from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, _trace_rows_elsewhere
-
     # rows are looked for beyond the page's edges too: a reading that fitted the 3x4+II rows to
     # some of another layout's (at a wrong scale) leaves the others off its page
     pad = OTHER_LAYOUT_PAD_BOXES  # raster boxes before the page's node (0, 0)
@@ -1288,8 +1287,7 @@ def _confidence(a: dict) -> Tuple[float, List[str]]:
     # poor to be used anyway the rows it sees are no evidence of another layout)
     if a.get("foreign_rows", 0) and conf >= USABLE_CONFIDENCE:
         conf = FOREIGN_LAYOUT_CONFIDENCE
-        reasons.append(f"{FOREIGN_LAYOUT_REASON} ({a['foreign_rows']} trace rows): another printed layout than "
-                       f"3x4+II, whose leads would be read wrong")
+        reasons.append(foreign_layout_reason(a["foreign_rows"]))
     return conf, reasons
 
 
