@@ -63,6 +63,8 @@ FINE_PASSES = 3  # measure-and-refit passes at the fine raster
 FINE_KEEP_SHARE = 0.8  # ... which must keep this share of the coarse model's nodes
 REINDEX_MIN_NODES = 12  # a detached group of found nodes this large is checked for a whole-box slip
 REINDEX_MAX_SHARE = 0.15  # ... up to this share of the main group (a larger one: which of the two slipped?)
+REINDEX_MAX_GAP = 8.0  # ... lying at most this many boxes from the nodes placed (farther, the field's
+# extrapolation is not good to a box: a group 9 boxes out moved the time anchor of 9998 0010 #10 by 4 boxes)
 REINDEX_MAX_SPREAD = 0.15  # its nodes' offsets from the prediction spread this little (median, boxes)
 REINDEX_BENDING_RATIO = 0.95  # the shift is kept when the field then bends less than this share of before
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
@@ -669,16 +671,15 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
 
     Beyond a shadow, a fold or a trace-covered band the grown field can arrive one or two boxes
     off; the nodes there are then measured on the wrong lines and the smooth residual bends to
-    take them (confidently wrong by a box where it happens). For each group of found nodes cut off
-    from the largest one (and small beside it), the field fitted WITHOUT it predicts where its
-    nodes should be. A group sitting one rigid offset from that prediction is moved by the whole-box
-    shift next to the offset through which the field of all nodes bends least, if it then bends
-    less than before. On seeds 9996/9998/9999 (432 pages) it moved 7 photos nearer (9998 0010 #1:
-    1.41 -> 0.12 mm, one corner a box off) and changed no other page."""
+    take them (confidently wrong by a box where it happens). The groups cut off from the largest
+    one (and small beside it) are placed again nearest first, each judged against what is placed
+    already (never against the other unjudged groups: two slipped groups would vouch for each
+    other). The placed field predicts where the group's nodes should be; a group sitting one rigid
+    offset from there is tried at the whole-box shifts on both sides of the offset, and the shift
+    through which the field bends least is taken when it bends clearly less than unshifted."""
     found = model.found
-    # groups: found nodes joined across single missing nodes (a trace hides a node here and there)
-    lab, n = ndimage.label(ndimage.binary_dilation(found, np.ones((3, 3), bool)), structure=np.ones((3, 3), bool))
-    lab = np.where(found, lab, 0)
+    # groups: 4-connected found nodes (a slipped patch often touches the main group at a node or two)
+    lab, n = ndimage.label(found)
     if n < 2:
         return model
     sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
@@ -686,51 +687,66 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
     nm, nk = found.shape
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64) + model.k0, np.arange(nm, dtype=np.float64) + model.m0)
     base = _apply_h(model.H, KK, MM)
-    cur_meas = np.where(found[..., None], meas, 0.0)
-    cur_found = found.copy()
-    cur_resid = model.resid
-    bend = _field_bending(cur_resid, op)
-    for g in np.argsort(-sizes) + 1:
-        if g == main or sizes[g - 1] < REINDEX_MIN_NODES or sizes[g - 1] > REINDEX_MAX_SHARE * sizes[main - 1]:
-            continue
+    # the core: the main group, then every group judged, nearest first, as it was placed
+    core = lab == main
+    data = np.where(core[..., None], meas, 0.0) - base
+    judged = [g for g in range(1, n + 1)
+              if g != main and REINDEX_MIN_NODES <= sizes[g - 1] <= REINDEX_MAX_SHARE * sizes[main - 1]]
+    todo = list(judged)
+    moved = False
+    while todo:
+        dist = ndimage.distance_transform_edt(~core)
+        g = min(todo, key=lambda q: dist[lab == q].min())
+        todo.remove(g)
         grp = lab == g
-        rest = cur_found & ~grp
-        pred = base + _smooth_field(cur_meas - base, rest.astype(np.float64), lam, op)
-        # local box vectors of the prediction: node offsets in box units
-        ea = np.gradient(pred, axis=1)
-        eb = np.gradient(pred, axis=0)
+        pred = base + _smooth_field(data, core.astype(np.float64), lam, op)
+        ea, eb = np.gradient(pred, axis=1), np.gradient(pred, axis=0)  # local box vectors
         mats = np.stack([ea[grp], eb[grp]], axis=-1)  # (n, 2, 2): columns a, b
-        d = np.linalg.solve(mats, (cur_meas[grp] - pred[grp])[..., None])[..., 0]  # (n, 2): dk, dm
+        d = np.linalg.solve(mats, (meas[grp] - pred[grp])[..., None])[..., 0]  # offsets (dk, dm) in boxes
         med = np.median(d, axis=0)
-        if np.median(np.abs(d - med)) > REINDEX_MAX_SPREAD:  # not one rigid offset: leave it
-            continue
-        # the extrapolation across the gap is only good to a fraction of a box: try the whole-box
-        # shifts around the offset and keep the one through which the whole field bends least
         mm, kk = np.nonzero(grp)
-        best = None
-        for sk in {int(np.floor(med[0])), int(np.ceil(med[0]))}:
-            for sm in {int(np.floor(med[1])), int(np.ceil(med[1]))}:
-                if sk == 0 and sm == 0:
-                    continue
-                tm, tk = mm + sm, kk + sk
-                ok = (tm >= 0) & (tm < nm) & (tk >= 0) & (tk < nk)
-                ok[ok] = ~cur_found[tm[ok], tk[ok]] | grp[tm[ok], tk[ok]]
-                new_found = cur_found & ~grp
-                new_meas = np.where(grp[..., None], 0.0, cur_meas)
-                new_found[tm[ok], tk[ok]] = True
-                new_meas[tm[ok], tk[ok]] = cur_meas[mm[ok], kk[ok]]
-                new_resid = _smooth_field(new_meas - base, new_found.astype(np.float64), lam, op)
-                new_bend = _field_bending(new_resid, op)
-                if _DEBUG:
-                    print("reindex group", int(g), "size", int(sizes[g - 1]), "main", int(sizes[main - 1]),
-                          "offset", med.round(2), "shift", (sk, sm), "bending", round(bend, 4), "->", round(new_bend, 4))
-                if best is None or new_bend < best[0]:
-                    best = (new_bend, new_found, new_meas, new_resid)
-        if best is not None and best[0] < REINDEX_BENDING_RATIO * bend:
-            bend, cur_found, cur_meas, cur_resid = best
-    if cur_resid is model.resid:
+
+        def placed(sk: int, sm: int):
+            tm, tk = mm + sm, kk + sk
+            ok = (tm >= 0) & (tm < nm) & (tk >= 0) & (tk < nk)
+            ok[ok] = ~core[tm[ok], tk[ok]]  # never over a node already placed
+            w, dat = core.copy(), data.copy()
+            w[tm[ok], tk[ok]] = True
+            dat[tm[ok], tk[ok]] = meas[mm[ok], kk[ok]] - base[tm[ok], tk[ok]]
+            return w, dat
+
+        def bending(sk: int, sm: int) -> float:
+            w, dat = placed(sk, sm)
+            return _field_bending(_smooth_field(dat, w.astype(np.float64), lam, op), op)
+
+        # the extrapolation across the gap is good to a fraction of a box only: the whole-box
+        # shifts on both sides of the offset are tried
+        shifts = {(sk, sm) for sk in (int(np.floor(med[0])), int(np.ceil(med[0])))
+                  for sm in (int(np.floor(med[1])), int(np.ceil(med[1])))} - {(0, 0)}
+        best = (0, 0)
+        near = dist[grp].min() <= REINDEX_MAX_GAP
+        if shifts and near and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD:  # one rigid offset
+            unshifted = bending(0, 0)
+            tried = sorted((bending(sk, sm), sk, sm) for sk, sm in shifts)
+            if _DEBUG:
+                print("reindex group", int(g), "gap", round(float(dist[grp].min()), 1), "size", int(sizes[g - 1]),
+                      "offset", med.round(2), "bending unshifted", round(unshifted, 4),
+                      "shifted", [(round(v, 4), sk, sm) for v, sk, sm in tried])
+            if tried[0][0] < REINDEX_BENDING_RATIO * unshifted:
+                best = tried[0][1:]
+                moved = True
+        core, data = placed(*best)
+    if not moved:
         return model
-    return GridModel(model.H, cur_resid, model.k0, model.m0, cur_found, model.box_px)
+    # the found nodes: the placed core, plus the groups not judged (too small or too large) where free
+    new_found = core.copy()
+    new_meas = data + base
+    rest = found & ~core & ~np.isin(lab, judged)
+    new_found |= rest
+    new_meas[rest] = meas[rest]
+    new_meas = np.where(new_found[..., None], new_meas, 0.0)
+    resid = _smooth_field(new_meas - base, new_found.astype(np.float64), lam, op)
+    return GridModel(model.H, resid, model.k0, model.m0, new_found, model.box_px)
 
 
 def _final_fit(f: np.ndarray, model: GridModel, op: sparse.csr_matrix, lam: float) -> GridModel:
