@@ -699,11 +699,6 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
         g = min(todo, key=lambda q: dist[lab == q].min())
         todo.remove(g)
         grp = lab == g
-        pred = base + _smooth_field(data, core.astype(np.float64), lam, op)
-        ea, eb = np.gradient(pred, axis=1), np.gradient(pred, axis=0)  # local box vectors
-        mats = np.stack([ea[grp], eb[grp]], axis=-1)  # (n, 2, 2): columns a, b
-        d = np.linalg.solve(mats, (meas[grp] - pred[grp])[..., None])[..., 0]  # offsets (dk, dm) in boxes
-        med = np.median(d, axis=0)
         mm, kk = np.nonzero(grp)
 
         def placed(sk: int, sm: int):
@@ -719,13 +714,20 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
             w, dat = placed(sk, sm)
             return _field_bending(_smooth_field(dat, w.astype(np.float64), lam, op), op)
 
+        best = (0, 0)
+        if dist[grp].min() > REINDEX_MAX_GAP:
+            core, data = placed(*best)
+            continue
+        pred = base + _smooth_field(data, core.astype(np.float64), lam, op)
+        ea, eb = np.gradient(pred, axis=1), np.gradient(pred, axis=0)  # local box vectors
+        mats = np.stack([ea[grp], eb[grp]], axis=-1)  # (n, 2, 2): columns a, b
+        d = np.linalg.solve(mats, (meas[grp] - pred[grp])[..., None])[..., 0]  # offsets (dk, dm) in boxes
+        med = np.median(d, axis=0)
         # the extrapolation across the gap is good to a fraction of a box only: the whole-box
         # shifts on both sides of the offset are tried
         shifts = {(sk, sm) for sk in (int(np.floor(med[0])), int(np.ceil(med[0])))
                   for sm in (int(np.floor(med[1])), int(np.ceil(med[1])))} - {(0, 0)}
-        best = (0, 0)
-        near = dist[grp].min() <= REINDEX_MAX_GAP
-        if shifts and near and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD:  # one rigid offset
+        if shifts and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD:  # one rigid offset
             unshifted = bending(0, 0)
             tried = sorted((bending(sk, sm), sk, sm) for sk, sm in shifts)
             if _DEBUG:
