@@ -3,6 +3,7 @@ page, not extrapolated far), on pages of our synthetic engine."""
 import numpy as np
 import pytest
 
+from ecgdigit.rectify import classical as C
 from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.rectify.classical import field_soundness, rectify_classical
 from ecgdigit.synth.sample import make_sample
@@ -58,8 +59,6 @@ def test_folded_print_with_broken_field_not_usable():
 def _bent_grid_model(slip):
     """A grid model grown over a curled page (homography + a smooth bow) whose nodes right of a
     4-box gap were measured `slip` = (dk, dm) boxes off, as the growth does beyond a shadow."""
-    from ecgdigit.rectify import classical as C
-
     nm, nk = 40, 50
     H = np.array([[30.0, 2.0, 200.0], [-1.5, 30.0, 150.0], [1e-5, 2e-5, 1.0]])
     KK, MM = np.meshgrid(np.arange(nk, dtype=np.float64), np.arange(nm, dtype=np.float64))
@@ -77,12 +76,12 @@ def _bent_grid_model(slip):
     meas[mm, kk] = truth[mm + dm, kk + dk]  # node (m, k) measured on the lines of (m + dm, k + dk)
     op = C._biharmonic_operator(nm, nk)
     resid = C._smooth_field(np.where(found[..., None], meas, 0.0) - base, found.astype(np.float64), 0.5, op)
-    return C, C.GridModel(H, resid, 0, 0, found, 30.0), meas, op, truth, grp
+    return C.GridModel(H, resid, 0, 0, found, 30.0), meas, op, truth, grp
 
 
 @pytest.mark.parametrize("slip", [(1, 0), (0, -1), (-1, 1)])
 def test_group_reached_a_box_off_across_a_gap_is_reindexed(slip):
-    C, model, meas, op, truth, grp = _bent_grid_model(slip)
+    model, meas, op, truth, grp = _bent_grid_model(slip)
     before = np.hypot(*(model.field() - truth)[grp].T).max()
     fixed = C._reindex_detached(model, meas, op, 0.5)
     err = np.hypot(*(fixed.field() - truth).transpose(2, 0, 1))
@@ -93,7 +92,7 @@ def test_group_reached_a_box_off_across_a_gap_is_reindexed(slip):
 
 
 def test_group_indexed_right_is_left_alone():
-    C, model, meas, op, truth, grp = _bent_grid_model((0, 0))
+    model, meas, op, truth, grp = _bent_grid_model((0, 0))
     assert C._reindex_detached(model, meas, op, 0.5) is model
 
 

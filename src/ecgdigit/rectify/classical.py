@@ -741,14 +741,11 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
     if not moved:
         return model
     # the found nodes: the placed core, plus the groups not judged (too small or too large) where free
-    new_found = core.copy()
-    new_meas = data + base
     rest = found & ~core & ~np.isin(lab, judged)
-    new_found |= rest
-    new_meas[rest] = meas[rest]
-    new_meas = np.where(new_found[..., None], new_meas, 0.0)
-    resid = _smooth_field(new_meas - base, new_found.astype(np.float64), lam, op)
-    return GridModel(model.H, resid, model.k0, model.m0, new_found, model.box_px)
+    data[rest] = meas[rest] - base[rest]
+    core |= rest
+    resid = _smooth_field(data, core.astype(np.float64), lam, op)
+    return GridModel(model.H, resid, model.k0, model.m0, core, model.box_px)
 
 
 def _final_fit(f: np.ndarray, model: GridModel, op: sparse.csr_matrix, lam: float) -> GridModel:
