@@ -5,6 +5,7 @@ import pytest
 from ecgdigit import layout
 from ecgdigit.rectify import classical as C
 from ecgdigit.rectify import rectify_to_canonical
+from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.synth.sample import make_sample
 from ecgdigit.train.stage01 import node_errors_mm
 
@@ -170,6 +171,18 @@ def test_screen_photo_read_at_half_the_working_resolution():
     r = rectify_to_canonical(smp.image)
     err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
     assert r.orientation == 0 and err.mean() < 0.6 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
+
+
+@pytest.mark.parametrize("seed,k", [(9998, 7), (10000, 0)])
+def test_screen_photo_matched_weakly_is_not_turned(seed, k):
+    """Upright laptop-screen photos (bench seeds 9998 and 10000) whose lattice locked onto moire
+    matched the layout weakly (0.03-0.06) and best turned by 180 degrees, under the usable
+    confidence: a match that weak cannot turn a page (93 % are upright), so they read upright and
+    stay refused."""
+    smp = make_sample(seed, k, "0006")
+    assert smp.orientation == 0
+    r = rectify_to_canonical(smp.image)
+    assert r.orientation == 0 and r.confidence < USABLE_CONFIDENCE, (r.orientation, r.confidence, r.reason)
 
 
 def _rows_at(rows_mm, dj=4, di=6, width_boxes=70, height_boxes=55):

@@ -109,6 +109,12 @@ MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from
 MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
 # (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 UPRIGHT_PRIOR = 0.015  # head start of the upright readings (codes 0 and 4) over the turned ones
+# a turned or mirrored reading needs a layout match this good (93 % of pages are upright, pages are
+# seen from the front): the 40 turned pages of
+# seeds 9996-10000 read right matched at 0.165-0.39; the 7 upright screen/mould photos read turned
+# (pass-1 lattice locked onto moire, all refused or under the usable confidence) at 0.01-0.11
+NOT_UPRIGHT_MIN_SCORE = 0.14
+NOT_UPRIGHT_WEAK_MARGIN = 0.1  # the margin of the upright reading that replaced such a turned one
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
@@ -899,9 +905,10 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
     return obs, on_grid_px
 
 
-def _orient_and_anchor(dark: np.ndarray, model: GridModel):
+def _orient_and_anchor(dark: np.ndarray, model: GridModel, codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
     """Returns (code, dj, di, score, margin, ink_total, foreign_rows) or None when there is no ink at
-    all (foreign_rows: `_trace_rows_elsewhere`).
+    all (foreign_rows: `_trace_rows_elsewhere`). `codes`: the orientation codes the reading may
+    take; the margins still weigh it against all eight.
 
     Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
     left-right mirror: (1) the mirror-symmetric part of the template picks the pair of codes
@@ -946,13 +953,13 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel):
     # most pages are upright (the competition's: 93 %): a turned reading must lead by more than
     # UPRIGHT_PRIOR (real printer layouts the template does not know score all turns about alike)
     lead = {c: best[c][0] + (UPRIGHT_PRIOR if c % 4 == 0 else 0.0) for c in range(layout.N_ORIENTATIONS)}
-    code0 = max(range(layout.N_ORIENTATIONS), key=lambda c: lead[c])
+    code0 = max(codes, key=lambda c: lead[c])
     twin = code0 ^ 4  # left-right mirror of code0's reading (layout.apply_orientation)
 
     # (2) reading: code0 at its best placement against its mirror twin at the twin's best placement
     cand = [(best[c][0], c, int(full[c][1][best[c][1]]), int(full[c][2][best[c][2]])) for c in (code0, twin)]
     # a scan or photo shows the page's front: a mirrored reading must win clearly
-    cand.sort(key=lambda q: q[0] + (MIRROR_PRIOR if q[1] < 4 else 0.0), reverse=True)
+    cand.sort(key=lambda q: (q[1] in codes, q[0] + (MIRROR_PRIOR if q[1] < 4 else 0.0)), reverse=True)
     pair_score = max(cand[0][0], best[code0][0]) + (lead[code0] - best[code0][0])  # with code0's head start
     axis_margin = pair_score - max(lead[c] for c in range(layout.N_ORIENTATIONS) if c % 2 != code0 % 2)
     flip_margin = pair_score - max(lead[c] for c in range(layout.N_ORIENTATIONS)
@@ -1574,6 +1581,12 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
     # from where the first look's template put the 10 s line)
     _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5][4], q[0]), q[0], q[1]))
+    if oa[0] != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
+        # a turned or mirrored reading on a layout match this weak is noise (a lattice locked onto
+        # moire): the page is upright unless its layout says otherwise clearly
+        upright = _orient_and_anchor(dark, model, codes=(0,))
+        if upright is not None:
+            oa = upright[:4] + (min(upright[4], oa[4], NOT_UPRIGHT_WEAK_MARGIN),) + upright[5:]
     code, dj, di, score, margin, ink_total, foreign_rows = oa
     # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
     # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
@@ -1605,3 +1618,4 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         reasons.append(f"{outside} detected nodes fall outside the page grid")
     return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
                                interpolation)
+
