@@ -7,7 +7,7 @@ from ecgdigit.rectify import classical as C
 from ecgdigit.rectify import rectify_to_canonical
 from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.synth.sample import make_sample
-from ecgdigit.train.stage01 import node_errors_mm
+from ecgdigit.train.stage01 import node_errors_mm, orient_points
 
 S = C.INK_SAMPLES_PER_BOX
 MM_PER = layout.LARGE_GRID_MM / S
@@ -183,6 +183,21 @@ def test_screen_photo_matched_weakly_is_not_turned(seed, k):
     assert smp.orientation == 0
     r = rectify_to_canonical(smp.image)
     assert r.orientation == 0 and r.confidence < USABLE_CONFIDENCE, (r.orientation, r.confidence, r.reason)
+
+
+def test_usable_mirrored_reading_with_a_weak_layout_match_is_kept():
+    """A print turned 180 degrees and mirrored (bench seed 10001, 0011 #14 under --all-orientations)
+    matches the layout under NOT_UPRIGHT_MIN_SCORE, yet is read right at a usable confidence: the
+    upright guess is only for pages that are not read."""
+    smp = make_sample(10001, 14, "0011")
+    assert smp.orientation == 0
+    h, w = smp.image.shape[:2]
+    image, truth = layout.apply_orientation(smp.image, 6), orient_points(smp.grid_nodes, 6, w, h)
+    r = rectify_to_canonical(image)
+    score = float(r.reason.split("weak layout match (score ")[1].split(")")[0])
+    assert score < C.NOT_UPRIGHT_MIN_SCORE
+    err = node_errors_mm(r.nodes, truth, image.shape[1], image.shape[0])
+    assert r.orientation == 6 and r.confidence >= USABLE_CONFIDENCE and err.mean() < 0.1, (r.orientation, err.mean())
 
 
 def _rows_at(rows_mm, dj=4, di=6, width_boxes=70, height_boxes=55):

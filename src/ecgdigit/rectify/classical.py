@@ -46,7 +46,7 @@ from scipy import ndimage, signal, sparse
 from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
-from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, Rectification, as_rgb_uint8,
+from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
                                   build_rectification, foreign_layout_reason, largest_bright_region,
                                   rejected_rectification, too_small_reason)
 
@@ -109,12 +109,13 @@ MIRROR_PRIOR = 0.02  # head start of the unmirrored reading (pages are seen from
 MIRROR_CLEAR_UNIT = 0.04  # a mirrored reading's lead beyond the head start that counts as sure
 # (a mirrored clean render or photo leads by 0.09-0.10; moire pages read upright gave their mirror 0.02 more)
 UPRIGHT_PRIOR = 0.015  # head start of the upright readings (codes 0 and 4) over the turned ones
-# a turned or mirrored reading needs a layout match this good (93 % of pages are upright, pages are
-# seen from the front): the 40 turned pages of
-# seeds 9996-10000 read right matched at 0.165-0.39; the 7 upright screen/mould photos read turned
-# (pass-1 lattice locked onto moire, all refused or under the usable confidence) at 0.01-0.11
+# a page under the usable confidence is reported upright unless its turned or mirrored reading
+# matched the layout this well (93 % of pages are upright, pages are seen from the front): the 40
+# turned pages of seeds 9996-10000 read right matched at 0.165-0.39; the 7 upright screen/mould
+# photos read turned (pass-1 lattice locked onto moire, all under the usable confidence) at 0.01-0.11.
+# Usable pages keep their reading: with every orientation drawn (--all-orientations) mirrored pages
+# read right at 0.12-0.14 with confidence 0.6
 NOT_UPRIGHT_MIN_SCORE = 0.14
-NOT_UPRIGHT_WEAK_MARGIN = 0.1  # the margin of the upright reading that replaced such a turned one
 HEADER_BOX_MM = ((22.0, 60.0), (7.0, 17.0))
 SPEED_LINE_BOX_MM = ((42.0, 75.0), (12.5, 14.5))  # x after time 0, y below the last baseline
 MIN_IMAGE_SIDE = 200
@@ -1581,41 +1582,54 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
     # from where the first look's template put the 10 s line)
     _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5][4], q[0]), q[0], q[1]))
-    if oa[0] != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
-        # a turned or mirrored reading on a layout match this weak is noise (a lattice locked onto
-        # moire): the page is upright unless its layout says otherwise clearly
+
+    def place(oa):
+        """The page node field, found mask, confidence and reasons of reading `oa`, or why the
+        reading places too few nodes on the page (str)."""
+        code, dj, di, score, margin, ink_total, foreign_rows = oa
+        # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
+        # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
+        # stray "grid" must leave the way open to the gridless reading
+        foreign_rows = foreign_rows if int(model.found.sum()) >= GOOD_NODE_COUNT else 0
+        if foreign_rows:
+            margin = min(margin, FOREIGN_LAYOUT_MARGIN)
+        node_field, found = _page_node_field(model, code, dj, di, swx, swy)
+        n_found = int(found.sum())
+        outside = int(model.found.sum()) - n_found
+        if n_found < MIN_PAGE_NODES:  # a few scattered "nodes" (a grid lost to a harsh threshold, mould, moire)
+            return f"too few page grid nodes found ({n_found} < {MIN_PAGE_NODES})"
+        m = NODE_MARGIN
+        sound, share, far = field_soundness(node_field[m:m + N_ROWS, m:m + N_COLS], found, w, h)
+        conf = _anchor_confidence(n_found, margin, score) * sound
+        reasons = []
+        if sound < 1.0:
+            reasons.append(f"node field unsound (factor {sound:.2f}: {share:.2f} of the page nodes in view found, "
+                           f"{far:.2f} of the trace area over {FAR_FROM_FOUND_BOXES:g} boxes from a found node)")
+        if n_found < GOOD_NODE_COUNT:
+            reasons.append(f"only {n_found} page grid nodes detected")
+        if margin < 1.0:
+            reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
+        if foreign_rows:
+            reasons.append(foreign_layout_reason(foreign_rows))
+        if score < FULL_LAYOUT_SCORE:
+            reasons.append(f"weak layout match (score {score:.3f})")
+        if outside > 0.1 * max(model.found.sum(), 1):
+            reasons.append(f"{outside} detected nodes fall outside the page grid")
+        return node_field, found, code, conf, reasons
+
+    placed = place(oa)
+    if isinstance(placed, str):
+        return _reject(rgb, placed, timings, interpolation)
+    if placed[3] < USABLE_CONFIDENCE and oa[0] != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
+        # a page not to be read whose turned or mirrored reading matched the layout this weakly (a
+        # lattice locked onto moire): its orientation is a guess, and most pages are upright
         upright = _orient_and_anchor(dark, model, codes=(0,))
-        if upright is not None:
-            oa = upright[:4] + (min(upright[4], oa[4], NOT_UPRIGHT_WEAK_MARGIN),) + upright[5:]
-    code, dj, di, score, margin, ink_total, foreign_rows = oa
-    # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
-    # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
-    # stray "grid" must leave the way open to the gridless reading
-    foreign_rows = foreign_rows if int(model.found.sum()) >= GOOD_NODE_COUNT else 0
-    if foreign_rows:
-        margin = min(margin, FOREIGN_LAYOUT_MARGIN)
-    node_field, found = _page_node_field(model, code, dj, di, swx, swy)
-    n_found = int(found.sum())
-    outside = int(model.found.sum()) - n_found
-    if n_found < MIN_PAGE_NODES:  # a few scattered "nodes" (a grid lost to a harsh threshold, mould, moire)
-        return _reject(rgb, f"too few page grid nodes found ({n_found} < {MIN_PAGE_NODES})", timings, interpolation)
-    m = NODE_MARGIN
-    sound, share, far = field_soundness(node_field[m:m + N_ROWS, m:m + N_COLS], found, w, h)
-    conf = _anchor_confidence(n_found, margin, score) * sound
-    reasons = []
-    if sound < 1.0:
-        reasons.append(f"node field unsound (factor {sound:.2f}: {share:.2f} of the page nodes in view found, "
-                       f"{far:.2f} of the trace area over {FAR_FROM_FOUND_BOXES:g} boxes from a found node)")
-    if n_found < GOOD_NODE_COUNT:
-        reasons.append(f"only {n_found} page grid nodes detected")
-    if margin < 1.0:
-        reasons.append(f"orientation or anchor uncertain (margin {margin:.3f})")
-    if foreign_rows:
-        reasons.append(foreign_layout_reason(foreign_rows))
-    if score < FULL_LAYOUT_SCORE:
-        reasons.append(f"weak layout match (score {score:.3f})")
-    if outside > 0.1 * max(model.found.sum(), 1):
-        reasons.append(f"{outside} detected nodes fall outside the page grid")
+        placed_up = place(upright) if upright is not None else "no ink"
+        if not isinstance(placed_up, str):
+            node_field, found, code, conf, reasons = placed_up
+            placed = (node_field, found, code, min(conf, placed[3]),
+                      reasons + [f"read upright: the best reading (code {oa[0]}) matched the layout weakly"])
+    node_field, found, code, conf, reasons = placed
     return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
                                interpolation)
 
