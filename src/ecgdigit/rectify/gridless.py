@@ -78,6 +78,7 @@ TRACK_WINDOW_MM = 10.0  # window whose most frequent ink height is the baseline
 RUN_GAP_MM = 1.0  # gaps in a row's ink up to this length are bridged (the pulse ends 2.5 mm before 0 s;
 # under perspective and with thick strokes that gap shrinks, and at 1.6 mm pulses merged into the run)
 HLINE_FRACTION = 250  # horizontal opening length: long side / this (about 1 - 2 mm of page)
+COVERAGE_BAND = 1 / 120  # half band (share of the long side, 2 - 8 mm of page) of the row coverage profile
 TEXTURE_LEVEL = 0.02  # median ink above this: the page is textured (screen pixels), smooth more
 # share of the page's ink on the layout's asymmetric marks: gridless pages of ours 0.05 - 0.3;
 # other layouts or gridded pages read as if gridless 0.02 - 0.05
@@ -234,6 +235,19 @@ def _coarse_rows(prof: np.ndarray, long_side: int) -> Optional[Tuple[np.ndarray,
     if best is None:
         return None
     return best[1], best[2], best[0]
+
+
+def _row_coverage(Dh: np.ndarray, long_side: int) -> np.ndarray:
+    """Across-row profile of coverage: per height, the share of the ink's columns with flat ink
+    within COVERAGE_BAND of it (a trace row wandering by millimetres still covers nearly every
+    column; a header or speed line covers a part)."""
+    on = Dh > 0.5 * float(np.percentile(Dh[Dh > 0], 90)) if (Dh > 0).any() else np.zeros(Dh.shape, bool)
+    cols = np.nonzero(on.any(axis=0))[0]
+    if cols.size < 2:
+        return np.zeros(Dh.shape[0])
+    x0, x1 = (int(v) for v in np.percentile(cols, [2, 98]))
+    half = max(2, int(round(long_side * COVERAGE_BAND)))
+    return ndimage.maximum_filter1d(on[:, x0:x1 + 1].astype(np.uint8), 2 * half + 1, axis=0).mean(axis=1)
 
 
 def _row_peaks(prof: np.ndarray, long_side: int) -> List[Tuple[np.ndarray, float, float]]:
@@ -1001,9 +1015,13 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
         Dh = cv2.morphologyEx(D, cv2.MORPH_OPEN, np.ones((1, L), np.uint8))
         prof = ndimage.gaussian_filter1d(Dh.sum(axis=1).astype(np.float64), max(1.0, long_side / 500))
         candidates = _row_peaks(ndimage.gaussian_filter1d(prof, max(1.0, long_side / 250)), long_side)
-        template = _coarse_rows(prof, long_side)
-        if template is not None and not any(np.abs(c[0] - template[0]).max() < 0.01 * long_side for c in candidates):
-            candidates.append(template)
+        cover = ndimage.gaussian_filter1d(_row_coverage(Dh, long_side), max(1.0, long_side / 250))
+        # the ink profile peaks where ink is dense (text lines too) and splits a wandering trace row;
+        # the coverage profile peaks where ink runs across the page (the trace rows, page borders)
+        more = [_coarse_rows(prof, long_side)] + _row_peaks(cover, long_side)[:1] + [_coarse_rows(cover, long_side)]
+        for c in more:
+            if c is not None and not any(np.abs(q[0] - c[0]).max() < 0.01 * long_side for q in candidates):
+                candidates.append(c)
         views.append((angle, sharp, M, Minv, D, Dh, candidates))
     timings["rows"] = time.perf_counter() - t0
     if not any(v[-1] for v in views):
