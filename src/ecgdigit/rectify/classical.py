@@ -906,7 +906,8 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
     return obs, on_grid_px
 
 
-def _orient_and_anchor(dark: np.ndarray, model: GridModel, codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
+def _orient_and_anchor(dark: np.ndarray, model: GridModel,
+                       codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
     """Returns (code, dj, di, score, margin, ink_total, foreign_rows) or None when there is no ink at
     all (foreign_rows: `_trace_rows_elsewhere`). `codes`: the orientation codes the reading may
     take; the margins still weigh it against all eight.
@@ -1632,4 +1633,3 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     node_field, found, code, conf, reasons = placed
     return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
                                interpolation)
-

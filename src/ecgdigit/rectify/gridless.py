@@ -15,7 +15,10 @@ resolution; only the final remap reads the original pixels)
    sharpest across the rows; the sharpest direction and the sharpest one across it (columns of
    tall QRS complexes can win) are both read. The ink is turned so that the rows run along x.
 3. Rows: sets of four across-row profile peaks spaced like the baselines (35.95, 35.95, 32.9 mm,
-   either way up), plus a template match of the whole profile; each set is read in full.
+   either way up), plus a template match of the whole profile, in the ink profile and in the
+   coverage profile (per height, the share of columns with flat ink near it: rows wandering by
+   millimetres split into several ink peaks, text lines peak in ink but cover part of the page);
+   each set is read in full.
 4. Each row is followed along x: in short windows the most frequent height of flat ink (a
    horizontal opening keeps it) is the trace's isoelectric level, i.e. about the baseline.
    The trace starts at 0 s and ends at 10 s: the ends of the long ink run along the row (labels
@@ -241,7 +244,9 @@ def _row_coverage(Dh: np.ndarray, long_side: int) -> np.ndarray:
     """Across-row profile of coverage: per height, the share of the ink's columns with flat ink
     within COVERAGE_BAND of it (a trace row wandering by millimetres still covers nearly every
     column; a header or speed line covers a part)."""
-    on = Dh > 0.5 * float(np.percentile(Dh[Dh > 0], 90)) if (Dh > 0).any() else np.zeros(Dh.shape, bool)
+    if not (Dh > 0).any():
+        return np.zeros(Dh.shape[0])
+    on = Dh > 0.5 * float(np.percentile(Dh[Dh > 0], 90))
     cols = np.nonzero(on.any(axis=0))[0]
     if cols.size < 2:
         return np.zeros(Dh.shape[0])
