@@ -1621,15 +1621,15 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     placed = place(oa)
     if isinstance(placed, str):
         return _reject(rgb, placed, timings, interpolation)
-    if placed[3] < USABLE_CONFIDENCE and oa[0] != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
+    node_field, found, code, conf, reasons = placed
+    if conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
         # a page not to be read whose turned or mirrored reading matched the layout this weakly (a
         # lattice locked onto moire): its orientation is a guess, and most pages are upright
         upright = _orient_and_anchor(dark, model, codes=(0,))
-        placed_up = place(upright) if upright is not None else "no ink"
-        if not isinstance(placed_up, str):
-            node_field, found, code, conf, reasons = placed_up
-            placed = (node_field, found, code, min(conf, placed[3]),
-                      reasons + [f"read upright: the best reading (code {oa[0]}) matched the layout weakly"])
-    node_field, found, code, conf, reasons = placed
+        placed_up = place(upright) if upright is not None else None
+        if isinstance(placed_up, tuple):
+            node_field, found, code, conf_up, reasons_up = placed_up
+            conf = min(conf, conf_up)
+            reasons = reasons_up + [f"read upright: the best reading (code {oa[0]}) matched the layout weakly"]
     return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
                                interpolation)

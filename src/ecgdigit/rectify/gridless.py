@@ -1025,10 +1025,12 @@ def _analyse(work: np.ndarray, timings: Dict[str, float], debug: bool = False, l
         # the coverage profile peaks where ink runs across the page (the trace rows, page borders)
         more = [_coarse_rows(prof, long_side)] + _row_peaks(cover, long_side)[:1] + [_coarse_rows(cover, long_side)]
         for c in more:
+            if c is None:
+                continue
             # only other rows: a set near one already read (rows within a third of a row gap) is the
             # same reading started a few mm off
-            if c is not None and not any(np.abs(q[0] - c[0]).max() < max(0.01 * long_side, np.diff(c[0]).min() / 3)
-                                         for q in candidates):
+            near = max(0.01 * long_side, float(np.diff(c[0]).min()) / 3)
+            if not any(np.abs(q[0] - c[0]).max() < near for q in candidates):
                 candidates.append(c)
         views.append((angle, sharp, M, Minv, D, Dh, candidates))
     timings["rows"] = time.perf_counter() - t0
