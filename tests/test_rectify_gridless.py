@@ -7,7 +7,8 @@ import pytest
 
 from ecgdigit import layout
 from ecgdigit.rectify import rectify_to_canonical
-from ecgdigit.rectify.gridless import rectify_gridless
+from ecgdigit.rectify.api import PAGE_MASK_SOLIDITY, mask_solidity
+from ecgdigit.rectify.gridless import _colourless_page_mask, _page_mask, rectify_gridless
 from ecgdigit.synth.render import sample_style
 from ecgdigit.synth.sample import make_sample, record_rng
 from ecgdigit.train.stage01 import node_errors_mm, orient_points
@@ -134,3 +135,19 @@ def test_wandering_rows_are_found_by_their_coverage():
     r = rectify_gridless(smp.image)
     err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
     assert r.orientation == 0 and err.mean() < 0.6 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
+
+
+def test_tinted_sheet_is_read_whole():
+    """A photo of a yellowed gridless sheet, turned (bench seed 10003, 0009 #9): the bright,
+    colourless region was a ragged third of the page (the tint counts as colour), the ink outside
+    it was dropped and no row could be followed, so the page was refused. The plainly bright
+    region, which covers more, is the page now."""
+    smp = make_sample(10003, 9, "0009")
+    assert smp.page.style.grid == "none" and smp.orientation == 1
+    work = cv2.resize(smp.image, (1050, 1400), interpolation=cv2.INTER_AREA)
+    assert mask_solidity(_colourless_page_mask(work)) < PAGE_MASK_SOLIDITY  # what broke the reading
+    mask = _page_mask(work)
+    assert mask.mean() > 0.5 and mask_solidity(mask) >= PAGE_MASK_SOLIDITY
+    r = rectify_gridless(smp.image)
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert r.orientation == 1 and err.mean() < 1.0 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)

@@ -135,6 +135,19 @@ def largest_bright_region(blur: np.ndarray, min_fraction: float, max_fraction: f
     return mask if min_fraction <= float(mask.mean()) <= max_fraction else None
 
 
+PAGE_MASK_SOLIDITY = 0.9  # a page mask less solid than this is not the whole page
+
+
+def mask_solidity(mask: np.ndarray) -> float:
+    """Area of a one-region bool mask over that of its convex hull: near 1 for a page (a
+    quadrilateral, gently curled), lower for a region cut ragged by shading, stains or tint."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 0.0
+    hull_area = cv2.contourArea(cv2.convexHull(max(contours, key=cv2.contourArea)))
+    return float(mask.sum()) / max(hull_area, 1.0)
+
+
 def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np.ndarray, orientation: int,
                         confidence: float, reason: str, timings: Dict[str, float], method: str,
                         interpolation: int = cv2.INTER_LINEAR) -> Rectification:

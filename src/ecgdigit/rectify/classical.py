@@ -47,7 +47,8 @@ from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
-                                  build_rectification, foreign_layout_reason, largest_bright_region,
+                                  build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
+                                  PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
@@ -199,11 +200,8 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
         return None
     # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
     # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull_area = cv2.contourArea(cv2.convexHull(max(contours, key=cv2.contourArea)))
-    solidity = mask.sum() / max(hull_area, 1.0)
     contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
-    if solidity < 0.9 or contrast < 40:
+    if mask_solidity(mask) < PAGE_MASK_SOLIDITY or contrast < 40:
         return None
     return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
 

@@ -59,9 +59,10 @@ from scipy import ndimage, optimize, signal
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
-                                  build_rectification, foreign_layout_reason, largest_bright_region,
+                                  build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
+                                  PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
-from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, _trace_rows_elsewhere
+from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, _page_mask as _bright_page_mask, _trace_rows_elsewhere
 
 METHOD = "gridless"
 WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
@@ -134,7 +135,20 @@ def _ink(gray: np.ndarray, mask: Optional[np.ndarray] = None) -> Tuple[np.ndarra
 
 def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     """The bright, nearly colourless page (or screen) region of a photo; None when it is (nearly)
-    the whole image. Colour counts against: wooden tables are bright too, but saturated."""
+    the whole image. Colour counts against: wooden tables are bright too, but saturated. A tinted
+    (aged, yellowed) sheet is saturated too: where the colourless region is missing or comes out
+    ragged, the plainly bright region (`classical._page_mask`) is the page if it covers more."""
+    mask = _colourless_page_mask(rgb)
+    if mask is not None and mask_solidity(mask) >= PAGE_MASK_SOLIDITY:
+        return mask
+    bright = _bright_page_mask(rgb)
+    if bright is not None and (mask is None or bright.sum() > mask.sum()):
+        return bright
+    return mask
+
+
+def _colourless_page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """The bright, nearly colourless region of `_page_mask`, or None."""
     h, w = rgb.shape[:2]
     s = 256.0 / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
