@@ -90,6 +90,35 @@ def test_speckle_after_the_trace_end_does_not_move_the_time_anchor():
     assert C._row_trace_ends(up, 4, read) == []
 
 
+def test_residue_after_the_trace_ends_does_not_move_the_time_anchor():
+    """A photographed screen: moire and grid residue fill the paper at under half the traces' ink,
+    also after their ends up to the page's edge 6 mm on. The plain runs went on to that edge and
+    moved the time anchor a box late (seed 10003 0006 #6: 5 mm off at confidence 1.0); the ink
+    standing above the blank band between the rows ends where the traces do."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0, t10)
+    end = _sample_of(t10, 6)
+    up[:, :end + 7] = np.maximum(up[:, :end + 7], 0.45)  # the page (screen) ends 6 mm after 10 s
+    assert C._trace_end_anchor(up, 4, read) == 6
+    assert C._row_trace_ends(up, 4, read) == [end] * 4
+
+    # no residue after the ends, noise in the blank bands, and two rows' last 4 mm faint: their ink
+    # above the band ends early (seed 10003 0005 #10 read it 3 mm early); the rows do not end
+    # together there, so the plain ends stand
+    up, read = _row_raster(4, 6, t0, t10)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        band = p_b - int(C.CONTROL_BAND_OFFSET_MM / MM_PER)
+        up[band, :end + 1:2] = 0.4
+    for y_b in layout.STANDARD_3X4.baselines_y_mm[1:3]:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_b, end - 3:end + 1] = 0.45
+    above = [last for _, last, _, seen, _ in C._row_extents(up, 4, read, control=True, trim_speckle=True) if seen]
+    assert sorted(above) == [end - 4, end - 4, end, end]
+    assert C._row_trace_ends(up, 4, read) == [end] * 4
+    assert C._trace_end_anchor(up, 4, read) == 6
+
+
 def test_speckled_scan_keeps_its_time_anchor():
     smp = make_sample(9999, 13, "0004")
     assert smp.orientation == 0

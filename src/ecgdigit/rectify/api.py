@@ -16,7 +16,7 @@ list them and go on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -122,11 +122,17 @@ def too_small_reason(image_rgb: np.ndarray, min_side: int) -> str:
     return f"image too small ({w} x {h} px; need at least {min_side} px a side)" if min(h, w) < min_side else ""
 
 
-def largest_bright_region(blur: np.ndarray, min_fraction: float, max_fraction: float = 0.93):
+def largest_bright_region(blur: np.ndarray, min_fraction: float, max_fraction: float = 0.93,
+                          within: Optional[np.ndarray] = None):
     """The page candidate in a smoothed uint8 brightness image: the largest Otsu-bright region with
     its holes filled, as a bool mask; None when it covers more than `max_fraction` of the image
-    (a scan: the page is everything) or less than `min_fraction` (too little to be a page)."""
-    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    (a scan: the page is everything) or less than `min_fraction` (too little to be a page).
+    `within` (bool mask): the threshold is Otsu's of the pixels under it, and the region lies there."""
+    if within is None:
+        _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    else:
+        thr, _ = cv2.threshold(blur[within].reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        bright = (blur > thr) & within
     n, lab, stats, _ = cv2.connectedComponentsWithStats((bright > 0).astype(np.uint8), connectivity=4)
     if n <= 1:
         return None

@@ -53,6 +53,8 @@ from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
 PAGE_CROP_AREA = 0.45  # a photo's page (box with its pad) smaller than this share of the image: crop to it
+PAGE_MASK_MIN_FRACTION = 0.12  # a photo's page covers at least this share of it
+PAGE_SPLIT_SOLIDITY = 0.98  # a page split off the bright region by a second threshold is this solid (a screen: 0.98-1.0)
 PAGE_CROP_PAD = 0.04  # pad around the page mask, share of its longer side
 WORK_PX_PER_BOX = 36.0  # working resolution for refinement (about 7.2 px/mm)
 MAX_WORK_PIXELS = 12.5e6  # ... but never a working image larger than this (speed; a 4032 x 3024 photo fits)
@@ -75,6 +77,9 @@ GRID_SHOWS_CORR = 0.3  # a box whose ink pattern correlates this well with the m
 ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: the field is doubtful
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
+ROW_ENDS_AGREE = 3  # rows' trace ends this close (ink raster samples, 1 mm) agree on the time anchor
+ROW_ENDS_TOGETHER = 1  # ... and ends of ink above the blank band's this close (where faint traces break up)
+RESIDUE_LEVEL = 0.5  # ink after a trace's end under this share of the trace's level is residue (moire, grid), not trace
 BETWEEN_BAND_MM = 4.0  # a trace row is looked for in bands this far each side of a page y
 TRACE_ROW_SHARE = 0.6  # ... inked along this share of the 10 s span
 TRACE_ROW_PROMINENCE = 0.3  # ... and this much more than the paper around it
@@ -195,9 +200,17 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     k = max(3, int(max(gray.shape) / 100) | 1)
     blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
-    mask = largest_bright_region(blur, min_fraction=0.12)
+    mask = largest_bright_region(blur, min_fraction=PAGE_MASK_MIN_FRACTION)
     if mask is None:
         return None
+    if mask_solidity(mask) < PAGE_MASK_SOLIDITY:
+        # a page joined to another bright thing (a laptop's keyboard and lit bezel around its
+        # screen): the page is the brightest of them, split off by a second threshold inside. It
+        # must come out a clean quadrilateral: a second threshold on a sheet in patchy light
+        # splits off a sunlit patch (solidity 0.92-0.95), not the page
+        mask = largest_bright_region(blur, min_fraction=PAGE_MASK_MIN_FRACTION, within=mask)
+        if mask is None or mask_solidity(mask) < PAGE_SPLIT_SOLIDITY:
+            return None
     # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
     # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions
     contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
@@ -1260,6 +1273,24 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
     (see `_row_extents`)."""
     plain, trimmed = ([last for _, last, _, last_seen, _ in _row_extents(up, dj, read, control=False, trim_speckle=t)
                        if last_seen] for t in (False, True))
+    # ink that stands above the blank band between the rows ends where the traces do, also where
+    # a photographed screen's moire or grid residue fills the paper after them at half the trace's
+    # level (there the plain runs go on to the page's edge, 6 mm, and the time anchor went a box
+    # late). Such an end counts where what follows it is that weak (not a trace going on fainter:
+    # a stain's edge crossing the rows ended three rows' above-band ink 52 mm early), and where
+    # >= 3 rows end together: above-band ink breaks faint traces up early (3 mm, scattered), and a
+    # row ending well before the others is one broken up.
+    paper_after = int(RIGHT_MARGIN_MM[1] * INK_SAMPLES_PER_BOX / layout.LARGE_GRID_MM)
+    above = []
+    for _, last, _, last_seen, y_b in _row_extents(up, dj, read, control=True, trim_speckle=True):
+        _, prof, level = _row_band(up, dj, y_b)
+        after = prof[last + 1:last + 1 + paper_after]
+        if last_seen and after.size and np.median(after) < RESIDUE_LEVEL * level:
+            above.append(last)
+    if len(above) >= 3:
+        together = [e for e in above if e >= np.median(above) - ROW_ENDS_AGREE]
+        if len(together) >= 3 and np.ptp(together) <= ROW_ENDS_TOGETHER:
+            return together
     # trimmed ends win where the rows agree on them at least as well (speckle after the ends of a
     # B/W scan's traces); where trimming spreads them (faint broken tails and moire in a photo:
     # what remains is not the end) the plain ends stand
@@ -1277,7 +1308,7 @@ def _agreed_ends_anchor(ends: list) -> Optional[int]:
     if len(ends) < 3:
         return None
     ends = np.sort(np.array(ends))
-    if ends[-1] - ends[0] > 3:  # rows disagree: keep the template's anchor
+    if ends[-1] - ends[0] > ROW_ENDS_AGREE:  # rows disagree: keep the template's anchor
         return None
     return _ends_anchor(ends)
 
