@@ -101,6 +101,14 @@ def test_residue_after_the_trace_ends_does_not_move_the_time_anchor():
     up[:, :end + 7] = np.maximum(up[:, :end + 7], 0.45)  # the page (screen) ends 6 mm after 10 s
     assert C._trace_end_anchor(up, 4, read) == 6
     assert C._row_trace_ends(up, 4, read) == [end] * 4
+    # two rows' traces fade out early, and the residue runs on to the view's edge (seed 10003 0010
+    # #8): the two rows ending together are what the ends can tell (a tie of the template breaks on them)
+    for y_b in layout.STANDARD_3X4.baselines_y_mm[:2]:
+        p_b = int(round((y_b / layout.LARGE_GRID_MM + 4 + 0.5) * S - 0.5))
+        up[p_b, end - 40:end + 1] = 0.45
+    read[:, end + 9:] = False
+    up[:, end + 7:end + 9] = 0.45
+    assert C._row_trace_ends(up, 4, read) == [end] * 2
 
     # no residue after the ends, noise in the blank bands, and two rows' last 4 mm faint: their ink
     # above the band ends early (seed 10003 0005 #10 read it 3 mm early); the rows do not end

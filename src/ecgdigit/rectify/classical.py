@@ -78,7 +78,7 @@ ROW_END_SPREAD_MM = 8  # rows whose trace ends (seen) spread wider than this: th
 TIME_ANCHOR_MARGIN_UNIT = 0.02  # template score lead over the neighbouring time shifts that counts as sure
 TRACE_END_SEEN_MM = 5  # a trace end counts when this much page after it was read
 ROW_ENDS_AGREE = 3  # rows' trace ends this close (ink raster samples, 1 mm) agree on the time anchor
-ROW_ENDS_TOGETHER = 1  # ... and ends of ink above the blank band's this close (where faint traces break up)
+ROW_ENDS_TOGETHER = 2  # ... and ends of ink above the blank band's this close (where faint traces break up)
 RESIDUE_LEVEL = 0.5  # ink after a trace's end under this share of the trace's level is residue (moire, grid), not trace
 BETWEEN_BAND_MM = 4.0  # a trace row is looked for in bands this far each side of a page y
 TRACE_ROW_SHARE = 0.6  # ... inked along this share of the 10 s span
@@ -1287,14 +1287,17 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
         after = prof[last + 1:last + 1 + paper_after]
         if last_seen and after.size and np.median(after) < RESIDUE_LEVEL * level:
             above.append(last)
-    if len(above) >= 3:
-        together = [e for e in above if e >= np.median(above) - ROW_ENDS_AGREE]
-        if len(together) >= 3 and np.ptp(together) <= ROW_ENDS_TOGETHER:
-            return together
     # trimmed ends win where the rows agree on them at least as well (speckle after the ends of a
     # B/W scan's traces); where trimming spreads them (faint broken tails and moire in a photo:
     # what remains is not the end) the plain ends stand
-    return trimmed if trimmed and np.ptp(trimmed) <= np.ptp(plain) else plain
+    runs = trimmed if trimmed and np.ptp(trimmed) <= np.ptp(plain) else plain
+    if len(above) >= 2:
+        together = [e for e in above if e >= np.median(above) - ROW_ENDS_AGREE]
+        # two rows ending together (they may break a tie of the template) where the plain runs of
+        # fewer than two rows end in view (residue carried the others on to the view's edge)
+        if np.ptp(together) <= ROW_ENDS_TOGETHER and (len(together) >= 3 or (len(together) == 2 and len(runs) < 2)):
+            return together
+    return runs
 
 
 def _trace_end_anchor(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) -> Optional[int]:
