@@ -1512,12 +1512,10 @@ def _doubt_unconfirmed_anchors(results: list, box_px: float) -> list:
     out = []
     for q in results:
         oa = q[5]
-        if not oa[7] and confirmed:
-            here = centre(q)
-            if any(code == oa[0] and np.linalg.norm(c - here) > 0.5 * box_px for code, c in confirmed):
-                if _DEBUG:
-                    print("anchor unconfirmed where another look's trace ends put the page elsewhere")
-                oa = oa[:4] + (min(oa[4], CROSS_LOOK_MARGIN),) + oa[5:]
+        if not oa[7] and any(code == oa[0] and np.linalg.norm(c - centre(q)) > 0.5 * box_px for code, c in confirmed):
+            if _DEBUG:
+                print("anchor unconfirmed where another look's trace ends put the page elsewhere")
+            oa = oa[:4] + (min(oa[4], CROSS_LOOK_MARGIN),) + oa[5:]
         out.append(q[:5] + (oa,))
     return out
 
