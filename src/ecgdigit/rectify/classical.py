@@ -89,7 +89,6 @@ RIGHT_MARGIN_MM = (4.0, 12.0)  # after 10 s: blank paper on every layout (a line
 FOREIGN_ROW_OFFSET_MM = 8.0  # a trace row this far from every baseline of the layout is not one of its rows
 FOREIGN_LAYOUT_MARGIN = 0.05  # anchor margin of a page in another layout: its leads would be read wrong
 TWO_ENDS_MARGIN = 0.5  # anchor margin when two rows' ends broke the template's tie
-CROSS_LOOK_MARGIN = 0.1  # anchor margin of a reading no trace end confirms where another look's ends put the page elsewhere
 TRACE_END_STRONG = 0.5  # a row's trace ends at its last ink this strong (share of the row's trace level)
 CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
 CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
@@ -920,9 +919,8 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
 
 def _orient_and_anchor(dark: np.ndarray, model: GridModel,
                        codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
-    """Returns (code, dj, di, score, margin, ink_total, foreign_rows, ends_confirm) or None when there
-    is no ink at all (foreign_rows: `_trace_rows_elsewhere`; ends_confirm: >= 3 rows' trace ends put
-    10 s where the anchor does). `codes`: the orientation codes the reading may
+    """Returns (code, dj, di, score, margin, ink_total, foreign_rows) or None when there is no ink at
+    all (foreign_rows: `_trace_rows_elsewhere`). `codes`: the orientation codes the reading may
     take; the margins still weigh it against all eight.
 
     Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
@@ -1050,8 +1048,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel,
                 if _DEBUG:
                     print("two row ends move the tied time anchor", di, "->", di_two)
                 di, margin = di_two, min(margin, TWO_ENDS_MARGIN)
-    ends_confirm = di_end is not None and di_end == di
-    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read), ends_confirm
+    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read)
 
 
 def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
@@ -1496,30 +1493,6 @@ def field_soundness(nodes: np.ndarray, found: np.ndarray, width: int, height: in
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
-def _doubt_unconfirmed_anchors(results: list, box_px: float) -> list:
-    """`results` (score, n_found, model, dark, (swx, swy), oa) with the margin of every reading
-    whose anchor no trace end confirms cut to CROSS_LOOK_MARGIN where another look, in the same
-    orientation, has >= 3 rows' ends confirm an anchor that puts the page elsewhere (its middle
-    node over half a box away). Under moire the template can prefer a shift by a whole lead
-    column (12 boxes: the labels land on the next column's) and look sure of it, in the one look
-    that sees no trace end."""
-    def centre(q):
-        _, _, model, _, (swx, swy), oa = q
-        field, _ = _page_node_field(model, oa[0], oa[1], oa[2], swx, swy)
-        return field[NODE_MARGIN + N_ROWS // 2, NODE_MARGIN + N_COLS // 2]
-
-    confirmed = [(q[5][0], centre(q)) for q in results if q[5][7]]
-    out = []
-    for q in results:
-        oa = q[5]
-        if not oa[7] and any(code == oa[0] and np.linalg.norm(c - centre(q)) > 0.5 * box_px for code, c in confirmed):
-            if _DEBUG:
-                print("anchor unconfirmed where another look's trace ends put the page elsewhere")
-            oa = oa[:4] + (min(oa[4], CROSS_LOOK_MARGIN),) + oa[5:]
-        out.append(q[:5] + (oa,))
-    return out
-
-
 def _anchor_confidence(n_found: int, margin: float, score: float) -> float:
     """Confidence in a grid model's placement on the page: enough nodes, a clear orientation and
     time anchor, a good layout match (each factor 1 from its 'sure' level on)."""
@@ -1637,7 +1610,6 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
-    results = _doubt_unconfirmed_anchors(results, _box_px(tries[0][2]) / min(s1x, s1y))
     # the hypothesis we are surest of: the layout score alone is nearly flat along time (the bands
     # slide along the traces), so one whose anchor the trace ends confirm beats a slightly
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
@@ -1647,7 +1619,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     def place(oa):
         """The page node field, found mask, confidence and reasons of reading `oa`, or why the
         reading places too few nodes on the page (str)."""
-        code, dj, di, score, margin, ink_total, foreign_rows, _ = oa
+        code, dj, di, score, margin, ink_total, foreign_rows = oa
         # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
         # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
         # stray "grid" must leave the way open to the gridless reading
