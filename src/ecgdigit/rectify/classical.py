@@ -211,10 +211,10 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
         mask = largest_bright_region(blur, min_fraction=PAGE_MASK_MIN_FRACTION, within=mask)
         if mask is None or mask_solidity(mask) < PAGE_SPLIT_SOLIDITY:
             return None
-    # a page is a compact quadrilateral-like blob clearly brighter than its surroundings;
-    # shading on a full-frame page (wrinkles, stains) gives ragged or low-contrast regions
+    # a page is a compact quadrilateral-like blob (solid, as checked above) clearly brighter than
+    # its surroundings; shading on a full-frame page (wrinkles, stains) gives low-contrast regions
     contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
-    if mask_solidity(mask) < PAGE_MASK_SOLIDITY or contrast < 40:
+    if contrast < 40:
         return None
     return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
 
@@ -1278,8 +1278,8 @@ def _row_trace_ends(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None) 
     # level (there the plain runs go on to the page's edge, 6 mm, and the time anchor went a box
     # late). Such an end counts where what follows it is that weak (not a trace going on fainter:
     # a stain's edge crossing the rows ended three rows' above-band ink 52 mm early), and where
-    # >= 3 rows end together: above-band ink breaks faint traces up early (3 mm, scattered), and a
-    # row ending well before the others is one broken up.
+    # the rows end together (below): above-band ink breaks faint traces up early (3 mm,
+    # scattered), and a row ending well before the others is one broken up.
     paper_after = int(RIGHT_MARGIN_MM[1] * INK_SAMPLES_PER_BOX / layout.LARGE_GRID_MM)
     above = []
     for _, last, _, last_seen, y_b in _row_extents(up, dj, read, control=True, trim_speckle=True):
