@@ -208,6 +208,59 @@ def test_screen_page_is_told_from_the_laptop_around_it():
     assert r.orientation == 0 and err.mean() < 0.3 and r.confidence >= 0.5, (err.mean(), r.confidence, r.reason)
 
 
+@pytest.mark.parametrize("k", [0, 9])
+def test_screen_moire_is_not_taken_for_the_grid(k):
+    """Laptop screens photographed with the page on them (seed 10002 0006): over a tile of the
+    page the screen's moire is more periodic than the faint grid. #0: a moire lattice of a third
+    of the box; #9: one turned 21 degrees from the page's edges. Both were refused; in a look cropped
+    to the page mask the pitch is bounded by the page's size and the grid runs along its edges."""
+    smp = make_sample(10002, k, "0006")
+    r = rectify_to_canonical(smp.image)
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert r.orientation == smp.orientation and err.mean() < 0.5 and r.confidence >= 0.5, \
+        (err.mean(), r.confidence, r.reason)
+
+
+@pytest.mark.parametrize("seed, k, min_conf", [(10004, 3, 0.5), (10000, 15, 0.1)])
+def test_grid_growth_tries_both_starts_when_moire_leaves_it_in_doubt(seed, k, min_conf):
+    """Screen photos (type 0006) whose tiles hold moire lattices turned off the page's edges beside
+    the grid's: their pitches would make the lattice 'local' (grow from where it was measured), the
+    grid's own would not (grow from the page's middle). Each start failed on one of these pages
+    (10004 #3: 4.3 mm at confidence 0.06 from the middle; 10000 #15 refused from the lattice's
+    origin); where the first look does not match well, the other start is tried."""
+    smp = make_sample(seed, k, "0006")
+    r = rectify_to_canonical(smp.image)
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert r.orientation == smp.orientation and err.mean() < 0.5 and r.confidence >= min_conf, \
+        (err.mean(), r.confidence, r.reason)
+
+
+def test_portrait_page_mask_tells_the_turned_axis():
+    """The sheet's outline: a landscape page turned a quarter stands portrait (at a few degrees'
+    tilt too); an upright one, a square or no mask does not."""
+    from ecgdigit.rectify.api import page_mask_is_portrait
+
+    def sheet(w, h, angle):
+        mask = np.zeros((900, 900), np.uint8)
+        box = cv2.boxPoints(((450, 450), (w, h), angle)).astype(np.int32)
+        cv2.fillPoly(mask, [box], 1)
+        return mask.astype(bool)
+
+    assert page_mask_is_portrait(sheet(500, 650, 0)) and page_mask_is_portrait(sheet(500, 650, 12))
+    assert not page_mask_is_portrait(sheet(650, 500, 0)) and not page_mask_is_portrait(sheet(650, 500, -12))
+    assert not page_mask_is_portrait(sheet(560, 560, 0)) and not page_mask_is_portrait(None)
+
+
+def test_refused_screen_page_keeps_its_turn_when_the_sheet_stands_portrait():
+    """A laptop screen turned a quarter, its ECG drowned in moire (seed 10002 0006 #15): the page
+    cannot be read, and a weakly matched turned reading of a refused page falls back to upright -
+    unless the sheet's outline stands portrait, as here: then the quarter turn read is kept."""
+    smp = make_sample(10002, 15, "0006")
+    assert smp.orientation == 3
+    r = rectify_to_canonical(smp.image)
+    assert r.confidence < 0.1 and r.orientation == 3, (r.orientation, r.confidence, r.reason)
+
+
 def _clean_lattice(sample, a_boxes=1, b_boxes=1):
     """The exact lattice of an upright clean page (original pixels) with steps of several boxes."""
     from ecgdigit.rectify.classical import Lattice

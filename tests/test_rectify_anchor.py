@@ -282,3 +282,19 @@ def test_other_printed_layouts_are_flagged_not_read_as_3x4(layout_name, k):
     assert r.method == "classical"
     standard = make_sample(5100, k, "0001")
     assert FOREIGN_LAYOUT_REASON not in rectify_to_canonical(standard.image).reason
+
+
+@pytest.mark.parametrize("seed, k, at_most_mm", [(10002, 6, 0.3), (10004, 5, 0.5)])
+def test_anchor_no_trace_end_confirms_yields_to_a_look_whose_ends_do(seed, k, at_most_mm):
+    """Screen photos under moire (type 0006), read in several looks at coarser resolutions.
+    10002 #6: the full-resolution look's template put the page a lead column (12 boxes) off and
+    looked sure of it, seeing no trace end, while the 0.75x look's template put it right with two
+    rows ending at its 10 s: that doubt makes the confirmed anchor the one read (61 mm off at
+    confidence 0.20 before). 10004 #5: one look's early, spread row ends moved its template's
+    anchor two boxes; ends that moved an anchor confirm nothing, so the right reading (a look whose
+    template two row ends confirm) is not doubted (8 mm off when they counted)."""
+    smp = make_sample(seed, k, "0006")
+    assert smp.orientation == 0
+    r = rectify_to_canonical(smp.image)
+    err = node_errors_mm(r.nodes, smp.grid_nodes, smp.image.shape[1], smp.image.shape[0])
+    assert r.orientation == 0 and err.mean() < at_most_mm, (err.mean(), r.confidence, r.reason)

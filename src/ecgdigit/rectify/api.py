@@ -154,6 +154,25 @@ def mask_solidity(mask: np.ndarray) -> float:
     return float(mask.sum()) / max(hull_area, 1.0)
 
 
+PORTRAIT_ELONGATION = 1.15  # a page mask this much longer than wide (a Letter sheet: 1.29) has a clear long axis
+PORTRAIT_MAX_TILT_DEG = 30.0  # ... and it is upright-portrait when that axis is this close to vertical
+
+
+def page_mask_is_portrait(mask: Optional[np.ndarray]) -> bool:
+    """True when a page mask is clearly longer than wide with its long axis near vertical: the
+    landscape page in it is turned by 90 or 270 degrees, whatever its content looks like (from
+    the mask's second moments; False for no mask or a roundish one)."""
+    if mask is None or not mask.any():
+        return False
+    m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    spread = np.hypot(2.0 * m["mu11"], m["mu20"] - m["mu02"])
+    big, small = (m["mu20"] + m["mu02"] + spread) / 2.0, (m["mu20"] + m["mu02"] - spread) / 2.0
+    if small <= 0 or np.sqrt(big / small) < PORTRAIT_ELONGATION:
+        return False
+    long_axis_deg = 0.5 * np.degrees(np.arctan2(2.0 * m["mu11"], m["mu20"] - m["mu02"]))  # from the x axis
+    return abs(abs(long_axis_deg) - 90.0) <= PORTRAIT_MAX_TILT_DEG
+
+
 def build_rectification(image_rgb: np.ndarray, node_field: np.ndarray, found: np.ndarray, orientation: int,
                         confidence: float, reason: str, timings: Dict[str, float], method: str,
                         interpolation: int = cv2.INTER_LINEAR) -> Rectification:

@@ -36,6 +36,7 @@ Steps
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -48,7 +49,7 @@ from scipy.sparse import linalg as splinalg
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
                                   build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
-                                  PAGE_MASK_SOLIDITY,
+                                  page_mask_is_portrait, PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
@@ -89,6 +90,9 @@ RIGHT_MARGIN_MM = (4.0, 12.0)  # after 10 s: blank paper on every layout (a line
 FOREIGN_ROW_OFFSET_MM = 8.0  # a trace row this far from every baseline of the layout is not one of its rows
 FOREIGN_LAYOUT_MARGIN = 0.05  # anchor margin of a page in another layout: its leads would be read wrong
 TWO_ENDS_MARGIN = 0.5  # anchor margin when two rows' ends broke the template's tie
+CONFIRMING_ENDS = 2  # rows' trace ends at the template's own 10 s that confirm its time anchor
+# anchor margin of a reading no trace end confirms where another look's ends put the page elsewhere
+CROSS_LOOK_MARGIN = 0.1
 TRACE_END_STRONG = 0.5  # a row's trace ends at its last ink this strong (share of the row's trace level)
 CONTROL_BAND_OFFSET_MM = 18.0  # blank control band for a row's ink: this far above its baseline (rows are 33-36 mm apart)
 CONTROL_BAND_PCT = 90  # the trace must be darker than this percentile of the control band ...
@@ -132,6 +136,10 @@ FULL_LAYOUT_SCORE = 0.2  # layout match from which it no longer lowers the confi
 MIN_PAGE_NODES = 250  # of the page's 44 x 57: fewer cannot anchor a layout (10% of the page)
 MIN_PROMINENCE = 4.0  # line peak over the robust spread of its cell profile
 PAGE_FRACTION_RANGE = (0.28, 1.15)  # page width / image long side, bounds the pitch search
+# ... and the least of it in a look cropped to the page mask (the page fills about 0.9 of it; a
+# screen's moire beats at a third of the box and may be the strongest period there)
+CROPPED_PAGE_FRACTION_MIN = 0.45
+PAGE_AXIS_TOLERANCE_DEG = 12.0  # grid lines run within this of the page outline's edges (perspective tilts them)
 MAX_WINDOW_BOXES = 48  # refinement window: at most this many boxes each way from its middle
 PAGE_WINDOW_HALF_BOXES = 40  # ... and around a photo's page mask (56 boxes, perspective and a margin; the mask may hold a screen; 36 cut a grey-grid photo short: 12 boxes off)
 PERSPECTIVE_PITCH_SPREAD = 1.15  # largest / smallest box size over the image's tiles
@@ -151,6 +159,7 @@ class Lattice:
     b: np.ndarray
     strength: float
     local: bool = False  # valid only near `origin` (pitch varies across the image)
+    centre_in_doubt: bool = False  # lattices turned off the page's edges would have made `local` the other way
 
     def scaled(self, s: float) -> "Lattice":
         # pixel centres: x' = (x + 0.5) * s - 0.5
@@ -352,27 +361,58 @@ def _fold(tv: np.ndarray, fv: np.ndarray, period: float, nb: int = 64) -> np.nda
     return ndimage.gaussian_filter1d(fold, 1.0, mode="wrap")
 
 
-def _estimate_lattice(f: np.ndarray) -> Optional[Lattice]:
+def _axis_offset_deg(v: np.ndarray, axis_deg: float) -> float:
+    """Angle (degrees, 0..45) between direction `v` and the nearest of `axis_deg` and the axis
+    at right angles to it."""
+    d = (np.degrees(np.arctan2(v[1], v[0])) - axis_deg) % 90.0
+    return float(min(d, 90.0 - d))
+
+
+def _page_axis_deg(mask: Optional[np.ndarray]) -> Optional[float]:
+    """Direction (degrees) of the edges of a solid page mask (its least-area rectangle), or None
+    where there is no mask or a ragged one."""
+    if mask is None or mask_solidity(mask) < PAGE_MASK_SOLIDITY:
+        return None
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return float(cv2.minAreaRect(max(contours, key=cv2.contourArea))[2])
+
+
+def _estimate_lattice(f: np.ndarray, min_page_fraction: float = PAGE_FRACTION_RANGE[0],
+                      page_axis_deg: Optional[float] = None) -> Optional[Lattice]:
     """Best lattice over the whole image and 3 x 3 overlapping tiles (photos show background
-    with its own texture; a tile inside the page sees the grid alone)."""
+    with its own texture; a tile inside the page sees the grid alone). `min_page_fraction`: the
+    page's least width as a share of the image's long side (it bounds the pitch from below).
+    `page_axis_deg`: the direction of the page's edges, where known; the grid runs along them,
+    so lattices turned far from them (a screen's moire, periodic over a tile) are passed over
+    while any lattice along them is found."""
     h, w = f.shape
     L = max(h, w)
-    found = [_estimate_lattice_in(f, L)]
+    found = [_estimate_lattice_in(f, L, min_page_fraction)]
     th, tw = int(0.45 * h), int(0.45 * w)
     for cy in (0.27, 0.5, 0.73):
         for cx in (0.27, 0.5, 0.73):
             y0, x0 = int(cy * h - th / 2), int(cx * w - tw / 2)
-            lat = _estimate_lattice_in(f[y0:y0 + th, x0:x0 + tw], L)
+            lat = _estimate_lattice_in(f[y0:y0 + th, x0:x0 + tw], L, min_page_fraction)
             if lat is not None:
                 found.append(Lattice(lat.origin + np.array([x0, y0]), lat.a, lat.b, lat.strength))
     found = [q for q in found if q is not None]
     if not found:
         return None
-    best = max(found, key=lambda q: q.strength)
+    along = found
+    if page_axis_deg is not None:
+        along = [q for q in found if max(_axis_offset_deg(q.a, page_axis_deg),
+                                         _axis_offset_deg(q.b, page_axis_deg)) <= PAGE_AXIS_TOLERANCE_DEG] or found
+    best = max(along, key=lambda q: q.strength)
     # strong perspective: the pitch differs across the image, and the best lattice holds only
     # near where it was measured (its origin); refinement should grow from there
-    boxes = [_box_px(q) for q in found if q is best or q.strength > 0.5 * best.strength]
-    best.local = max(boxes) / min(boxes) > PERSPECTIVE_PITCH_SPREAD
+    def pitch_varies(lattices):
+        boxes = [_box_px(q) for q in lattices if q is best or q.strength > 0.5 * best.strength]
+        return max(boxes) / min(boxes) > PERSPECTIVE_PITCH_SPREAD
+
+    best.local = pitch_varies(along)
+    # turned lattices (moire) beside it: the pitch's spread says little, and where the growth
+    # should start (the page's middle, or where the lattice was measured) is in doubt
+    best.centre_in_doubt = along is not found and pitch_varies(found) != best.local
     return best
 
 
@@ -438,9 +478,9 @@ def _box_px(lat: "Lattice") -> float:
     return float(np.sqrt(abs(lat.a[0] * lat.b[1] - lat.a[1] * lat.b[0])))
 
 
-def _estimate_lattice_in(f: np.ndarray, L: int) -> Optional[Lattice]:
+def _estimate_lattice_in(f: np.ndarray, L: int, min_page_fraction: float = PAGE_FRACTION_RANGE[0]) -> Optional[Lattice]:
     h, w = f.shape
-    box_lo = PAGE_FRACTION_RANGE[0] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
+    box_lo = min_page_fraction * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
     box_hi = PAGE_FRACTION_RANGE[1] * L / (layout.LETTER.width_mm / layout.LARGE_GRID_MM)
     thetas, prof = _angle_spectrum(f)
     i1 = int(np.argmax(prof))
@@ -919,9 +959,10 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
 
 def _orient_and_anchor(dark: np.ndarray, model: GridModel,
                        codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
-    """Returns (code, dj, di, score, margin, ink_total, foreign_rows) or None when there is no ink at
-    all (foreign_rows: `_trace_rows_elsewhere`). `codes`: the orientation codes the reading may
-    take; the margins still weigh it against all eight.
+    """Returns (code, dj, di, score, margin, ink_total, foreign_rows, ends_confirm) or None when there
+    is no ink at all (foreign_rows: `_trace_rows_elsewhere`; ends_confirm: the template's own time
+    anchor, kept, has >= `CONFIRMING_ENDS` rows' trace ends at its 10 s). `codes`: the orientation
+    codes the reading may take; the margins still weigh it against all eight.
 
     Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
     left-right mirror: (1) the mirror-symmetric part of the template picks the pair of codes
@@ -990,6 +1031,7 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel,
         np.savez(_DEBUG_DUMP, up=up, read=up_read, found=layout.undo_orientation(model.found, code), dj=dj, di=di)
     ends = _row_trace_ends(up, dj, up_read)
     di_end = _agreed_ends_anchor(ends)
+    di_template = di
     if _DEBUG:
         print("code", code, "dj", dj, "di", di, "ends", ends, "ends (mm from 10 s)",
               [round((e + 0.5) * 1.0 - 2.5 - 5 * di - layout.seconds_to_mm(10.0), 1) for e in ends], "di_end", di_end)
@@ -1048,7 +1090,10 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel,
                 if _DEBUG:
                     print("two row ends move the tied time anchor", di, "->", di_two)
                 di, margin = di_two, min(margin, TWO_ENDS_MARGIN)
-    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read)
+    # ends that moved the template's anchor confirm nothing (a confirming look's early, spread ends
+    # overrode its template by two boxes once, and that look then doubted a right reading)
+    ends_confirm = di == di_template and sum(_ends_anchor([e]) == di for e in ends) >= CONFIRMING_ENDS
+    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read), ends_confirm
 
 
 def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
@@ -1493,6 +1538,31 @@ def field_soundness(nodes: np.ndarray, found: np.ndarray, width: int, height: in
 # -------------------------------------------------------------------------------------------------
 # Entry
 # -------------------------------------------------------------------------------------------------
+def _doubt_unconfirmed_anchors(results: list, box_px: float) -> list:
+    """`results` (score, n_found, model, dark, (swx, swy), oa) with the margin of every reading
+    whose anchor no trace end confirms cut to CROSS_LOOK_MARGIN where another look, in the same
+    orientation, has its template's own anchor confirmed by rows' trace ends (`ends_confirm`) and
+    puts the page elsewhere (its middle node over half a box away). Under moire the template can
+    prefer a shift by a whole lead column (12 boxes: the labels land on the next column's) and look
+    sure of it, in the one look that sees no trace end."""
+    def centre(q):
+        _, _, model, _, (swx, swy), oa = q
+        field, _ = _page_node_field(model, oa[0], oa[1], oa[2], swx, swy)
+        return field[NODE_MARGIN + N_ROWS // 2, NODE_MARGIN + N_COLS // 2]
+
+    confirmed = [(q[5][0], centre(q)) for q in results if q[5][7]]
+    out = []
+    for q in results:
+        oa = q[5]
+        others = [c for code, c in confirmed if code == oa[0]] if not oa[7] else []
+        if others and max(np.linalg.norm(c - centre(q)) for c in others) > 0.5 * box_px:
+            if _DEBUG:
+                print("anchor unconfirmed where another look's trace ends put the page elsewhere")
+            oa = oa[:4] + (min(oa[4], CROSS_LOOK_MARGIN),) + oa[5:]
+        out.append(q[:5] + (oa,))
+    return out
+
+
 def _anchor_confidence(n_found: int, margin: float, score: float) -> float:
     """Confidence in a grid model's placement on the page: enough nodes, a clear orientation and
     time anchor, a good layout match (each factor 1 from its 'sure' level on)."""
@@ -1523,6 +1593,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     # a 1 mm grid of a few pixels aliases (and a screen's moire beats) far less at twice the scale
     ox, oy = 0.0, 0.0
     look, look_mask = small, mask1
+    min_page_fraction, page_axis_deg = PAGE_FRACTION_RANGE[0], None
     if mask1 is not None:
         ys, xs = np.nonzero(mask1)
         pad = PAGE_CROP_PAD * max(np.ptp(xs), np.ptp(ys))
@@ -1539,13 +1610,15 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
                                    interpolation=cv2.INTER_NEAREST).astype(bool)
             ox, oy = float(x0), float(y0)
             s1x, s1y = look.shape[1] / crop.shape[1], look.shape[0] / crop.shape[0]
+            min_page_fraction = CROPPED_PAGE_FRACTION_MIN
+            page_axis_deg = _page_axis_deg(look_mask)
     dark1, chroma1 = _features(look)
     cands = []
     for from_chroma, feat in ((True, chroma1), (False, dark1)):
         fc = _clip_at_percentile(feat, CLIP_PCT[from_chroma], look_mask)
         if fc.max() <= 0:
             continue
-        lat = _estimate_lattice(fc)
+        lat = _estimate_lattice(fc, min_page_fraction, page_axis_deg)
         if lat is not None:
             cands.append((lat.strength, from_chroma, lat))
     timings["lattice"] = time.perf_counter() - t0
@@ -1600,6 +1673,10 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if attempt(from_chroma, lat1, work_px_per_box):
             good = True
             break  # a well-matched page: the other feature's lattice is not needed
+    if not good and tries[0][2].centre_in_doubt:
+        # the growth started from the other place (page middle or the lattice's own origin)
+        lat_other = dataclasses.replace(tries[0][2], local=not tries[0][2].local)
+        good = attempt(tries[0][1], lat_other, work_px_per_box)
     if not good:
         # more looks at coarser working resolutions: screen pixels, moire and fine print texture
         # blur away there (and a refinement stuck on them may grow through)
@@ -1610,6 +1687,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if n_best < MIN_FOUND_NODES:
             return _reject(rgb, f"too few grid nodes found ({n_best} < {MIN_FOUND_NODES})", timings, interpolation)
         return _reject(rgb, "grid found but no traces (blank page?)", timings, interpolation)
+    results = _doubt_unconfirmed_anchors(results, _box_px(tries[0][2]) / min(s1x, s1y))
     # the hypothesis we are surest of: the layout score alone is nearly flat along time (the bands
     # slide along the traces), so one whose anchor the trace ends confirm beats a slightly
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
@@ -1619,7 +1697,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     def place(oa):
         """The page node field, found mask, confidence and reasons of reading `oa`, or why the
         reading places too few nodes on the page (str)."""
-        code, dj, di, score, margin, ink_total, foreign_rows = oa
+        code, dj, di, score, margin, ink_total, foreign_rows, _ = oa
         # after the choice of hypothesis (it changes the confidence, never the reading), and only on a
         # well-found grid: where few nodes are found the rows may be off anyway, and a gridless page's
         # stray "grid" must leave the way open to the gridless reading
@@ -1654,9 +1732,11 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if isinstance(placed, str):
         return _reject(rgb, placed, timings, interpolation)
     node_field, found, code, conf, reasons = placed
-    if conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE:
+    if (conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE
+            and not (code % 2 == 1 and page_mask_is_portrait(mask1))):
         # a page not to be read whose turned or mirrored reading matched the layout this weakly (a
-        # lattice locked onto moire): its orientation is a guess, and most pages are upright
+        # lattice locked onto moire): its orientation is a guess, and most pages are upright -
+        # unless the sheet's outline stands portrait and the reading is turned a quarter
         upright = _orient_and_anchor(dark, model, codes=(0,))
         placed_up = place(upright) if upright is not None else None
         if isinstance(placed_up, tuple):
