@@ -69,6 +69,8 @@ REINDEX_MIN_NODES = 12  # a detached group of found nodes this large is checked 
 REINDEX_MAX_SHARE = 0.15  # ... up to this share of the main group (a larger one: which of the two slipped?)
 REINDEX_MAX_GAP = 8.0  # ... lying at most this many boxes from the nodes placed (farther, the field's
 # extrapolation is not good to a box: a group 9 boxes out moved the time anchor of 9998 0010 #10 by 4 boxes)
+FAR_GROUP_MAX_GAP = 16.0  # a group farther out (up to this) is re-indexed only when it sits about a whole
+FAR_SLIP_TOLERANCE = 0.3  # box off the extrapolated field (within this share of a box)
 REINDEX_MAX_SPREAD = 0.15  # its nodes' offsets from the prediction spread this little (median, boxes)
 REINDEX_BENDING_RATIO = 0.95  # the shift is kept when the field then bends less than this share of before
 INK_SAMPLES_PER_BOX = 5  # lattice-space raster for orientation (1 per mm)
@@ -773,7 +775,7 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
             return _field_bending(_smooth_field(dat, w.astype(np.float64), lam, op), op)
 
         best = (0, 0)
-        if dist[grp].min() > REINDEX_MAX_GAP:
+        if dist[grp].min() > FAR_GROUP_MAX_GAP:
             core, data = placed(*best)
             continue
         pred = base + _smooth_field(data, core.astype(np.float64), lam, op)
@@ -781,6 +783,19 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
         mats = np.stack([ea[grp], eb[grp]], axis=-1)  # (n, 2, 2): columns a, b
         d = np.linalg.solve(mats, (meas[grp] - pred[grp])[..., None])[..., 0]  # offsets (dk, dm) in boxes
         med = np.median(d, axis=0)
+        if dist[grp].min() > REINDEX_MAX_GAP:
+            # too far out for the bending to judge a shift; a rigid group sitting about a whole box
+            # off the extrapolated field was reached across the gap that box off
+            whole = np.round(med)
+            if (np.any(whole != 0) and np.all(np.abs(med - whole) <= FAR_SLIP_TOLERANCE)
+                    and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD):
+                if _DEBUG:
+                    print("far group", int(g), "gap", round(float(dist[grp].min()), 1), "size", int(sizes[g - 1]),
+                          "sits", med.round(2), "boxes off the field: re-indexed")
+                best = (int(whole[0]), int(whole[1]))
+                moved = True
+            core, data = placed(*best)
+            continue
         # the extrapolation across the gap is good to a fraction of a box only: the whole-box
         # shifts on both sides of the offset are tried
         shifts = {(sk, sm) for sk in (int(np.floor(med[0])), int(np.ceil(med[0])))
