@@ -261,6 +261,18 @@ def test_refused_screen_page_keeps_its_turn_when_the_sheet_stands_portrait():
     assert r.confidence < 0.1 and r.orientation == 3, (r.orientation, r.confidence, r.reason)
 
 
+def test_refused_page_keeps_a_turn_its_row_ends_confirm():
+    """A mouldy black-and-white scan turned 180 degrees (seed 10005 0012 #6): the mould blurs the
+    labels, so mirror and not-mirror score alike and the page falls under the usable confidence.
+    A weakly matched turned reading of such a page falls back to upright, but here all four rows
+    end at that reading's own 10 s line: the turn is kept (it was read upright, 194 mm off)."""
+    smp = make_sample(10005, 6, "0012")
+    assert smp.orientation == 2
+    r = rectify_to_canonical(smp.image)
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert r.orientation == 2 and err.mean() < 0.2, (r.orientation, err.mean(), r.confidence, r.reason)
+
+
 def _clean_lattice(sample, a_boxes=1, b_boxes=1):
     """The exact lattice of an upright clean page (original pixels) with steps of several boxes."""
     from ecgdigit.rectify.classical import Lattice

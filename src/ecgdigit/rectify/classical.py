@@ -1747,11 +1747,12 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if isinstance(placed, str):
         return _reject(rgb, placed, timings, interpolation)
     node_field, found, code, conf, reasons = placed
-    if (conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE
+    if (conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE and not oa[7]
             and not (code % 2 == 1 and page_mask_is_portrait(mask1))):
         # a page not to be read whose turned or mirrored reading matched the layout this weakly (a
         # lattice locked onto moire): its orientation is a guess, and most pages are upright -
-        # unless the sheet's outline stands portrait and the reading is turned a quarter
+        # unless the rows end at that reading's own 10 s line (its template put the layout where
+        # the traces are), or the sheet's outline stands portrait and the reading is turned a quarter
         upright = _orient_and_anchor(dark, model, codes=(0,))
         placed_up = place(upright) if upright is not None else None
         if isinstance(placed_up, tuple):
