@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -783,33 +783,32 @@ def _reindex_detached(model: GridModel, meas: np.ndarray, op: sparse.csr_matrix,
         mats = np.stack([ea[grp], eb[grp]], axis=-1)  # (n, 2, 2): columns a, b
         d = np.linalg.solve(mats, (meas[grp] - pred[grp])[..., None])[..., 0]  # offsets (dk, dm) in boxes
         med = np.median(d, axis=0)
+        rigid = np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD  # one rigid offset
         if dist[grp].min() > REINDEX_MAX_GAP:
             # too far out for the bending to judge a shift; a rigid group sitting about a whole box
             # off the extrapolated field was reached across the gap that box off
             whole = np.round(med)
-            if (np.any(whole != 0) and np.all(np.abs(med - whole) <= FAR_SLIP_TOLERANCE)
-                    and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD):
+            if rigid and np.any(whole != 0) and np.all(np.abs(med - whole) <= FAR_SLIP_TOLERANCE):
                 if _DEBUG:
                     print("far group", int(g), "gap", round(float(dist[grp].min()), 1), "size", int(sizes[g - 1]),
                           "sits", med.round(2), "boxes off the field: re-indexed")
                 best = (int(whole[0]), int(whole[1]))
                 moved = True
-            core, data = placed(*best)
-            continue
-        # the extrapolation across the gap is good to a fraction of a box only: the whole-box
-        # shifts on both sides of the offset are tried
-        shifts = {(sk, sm) for sk in (int(np.floor(med[0])), int(np.ceil(med[0])))
-                  for sm in (int(np.floor(med[1])), int(np.ceil(med[1])))} - {(0, 0)}
-        if shifts and np.median(np.abs(d - med)) <= REINDEX_MAX_SPREAD:  # one rigid offset
-            unshifted = bending(0, 0)
-            tried = sorted((bending(sk, sm), sk, sm) for sk, sm in shifts)
-            if _DEBUG:
-                print("reindex group", int(g), "gap", round(float(dist[grp].min()), 1), "size", int(sizes[g - 1]),
-                      "offset", med.round(2), "bending unshifted", round(unshifted, 4),
-                      "shifted", [(round(v, 4), sk, sm) for v, sk, sm in tried])
-            if tried[0][0] < REINDEX_BENDING_RATIO * unshifted:
-                best = tried[0][1:]
-                moved = True
+        else:
+            # the extrapolation across the gap is good to a fraction of a box only: the whole-box
+            # shifts on both sides of the offset are tried
+            shifts = {(sk, sm) for sk in (int(np.floor(med[0])), int(np.ceil(med[0])))
+                      for sm in (int(np.floor(med[1])), int(np.ceil(med[1])))} - {(0, 0)}
+            if shifts and rigid:
+                unshifted = bending(0, 0)
+                tried = sorted((bending(sk, sm), sk, sm) for sk, sm in shifts)
+                if _DEBUG:
+                    print("reindex group", int(g), "gap", round(float(dist[grp].min()), 1), "size",
+                          int(sizes[g - 1]), "offset", med.round(2), "bending unshifted", round(unshifted, 4),
+                          "shifted", [(round(v, 4), sk, sm) for v, sk, sm in tried])
+                if tried[0][0] < REINDEX_BENDING_RATIO * unshifted:
+                    best = tried[0][1:]
+                    moved = True
         core, data = placed(*best)
     if not moved:
         return model
@@ -972,11 +971,24 @@ def _ink_raster(dark: np.ndarray, model: GridModel):
     return obs, on_grid_px
 
 
+class AnchorReading(NamedTuple):
+    """A grid model's placement on the page: orientation code, the absolute box shifts (dj, di) of
+    the layout, its template score, the margin to the other readings (1: sure), the ink read, the
+    trace rows of another layout (`_trace_rows_elsewhere`), and whether the template's own time
+    anchor, kept, has >= `CONFIRMING_ENDS` rows' trace ends at its 10 s line."""
+    code: int
+    dj: int
+    di: int
+    score: float
+    margin: float
+    ink_total: float
+    foreign_rows: int
+    ends_confirm: bool
+
+
 def _orient_and_anchor(dark: np.ndarray, model: GridModel,
-                       codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))):
-    """Returns (code, dj, di, score, margin, ink_total, foreign_rows, ends_confirm) or None when there
-    is no ink at all (foreign_rows: `_trace_rows_elsewhere`; ends_confirm: the template's own time
-    anchor, kept, has >= `CONFIRMING_ENDS` rows' trace ends at its 10 s). `codes`: the orientation
+                       codes: Tuple[int, ...] = tuple(range(layout.N_ORIENTATIONS))) -> Optional[AnchorReading]:
+    """The page's `AnchorReading`, or None when there is no ink at all. `codes`: the orientation
     codes the reading may take; the margins still weigh it against all eight.
 
     Two steps, because most of the layout (the trace bands, the page outline) looks the same in a
@@ -1108,7 +1120,8 @@ def _orient_and_anchor(dark: np.ndarray, model: GridModel,
     # ends that moved the template's anchor confirm nothing (a confirming look's early, spread ends
     # overrode its template by two boxes once, and that look then doubted a right reading)
     ends_confirm = di == di_template and sum(_ends_anchor([e]) == di for e in ends) >= CONFIRMING_ENDS
-    return code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read), ends_confirm
+    return AnchorReading(code, dj, di, score, margin, float(obs.sum()), _trace_rows_elsewhere(up, dj, di, up_read),
+                         ends_confirm)
 
 
 def _pulses_where_ink_starts_early(up: np.ndarray, dj: int, di: int, extents: list) -> bool:
@@ -1562,18 +1575,20 @@ def _doubt_unconfirmed_anchors(results: list, box_px: float) -> list:
     sure of it, in the one look that sees no trace end."""
     def centre(q):
         _, _, model, _, (swx, swy), oa = q
-        field, _ = _page_node_field(model, oa[0], oa[1], oa[2], swx, swy)
+        field, _ = _page_node_field(model, oa.code, oa.dj, oa.di, swx, swy)
         return field[NODE_MARGIN + N_ROWS // 2, NODE_MARGIN + N_COLS // 2]
 
-    confirmed = [(q[5][0], centre(q)) for q in results if q[5][7]]
+    confirmed = [(q[5].code, centre(q)) for q in results if q[5].ends_confirm]
     out = []
     for q in results:
         oa = q[5]
-        others = [c for code, c in confirmed if code == oa[0]] if not oa[7] else []
-        if others and max(np.linalg.norm(c - centre(q)) for c in others) > 0.5 * box_px:
-            if _DEBUG:
-                print("anchor unconfirmed where another look's trace ends put the page elsewhere")
-            oa = oa[:4] + (min(oa[4], CROSS_LOOK_MARGIN),) + oa[5:]
+        others = [c for code, c in confirmed if code == oa.code] if not oa.ends_confirm else []
+        if others:
+            mine = centre(q)
+            if max(np.linalg.norm(c - mine) for c in others) > 0.5 * box_px:
+                if _DEBUG:
+                    print("anchor unconfirmed where another look's trace ends put the page elsewhere")
+                oa = oa._replace(margin=min(oa.margin, CROSS_LOOK_MARGIN))
         out.append(q[:5] + (oa,))
     return out
 
@@ -1677,10 +1692,10 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
             oa = _orient_and_anchor(drk, mdl)
             timings["orientation"] = timings.get("orientation", 0.0) + time.perf_counter() - t0
             if oa is not None:
-                results.append((oa[3], int(mdl.found.sum()), mdl, drk, sw_, oa))
-                good |= oa[3] >= GOOD_LAYOUT_SCORE and int(mdl.found.sum()) >= GOOD_NODE_COUNT
+                results.append((oa.score, int(mdl.found.sum()), mdl, drk, sw_, oa))
+                good |= oa.score >= GOOD_LAYOUT_SCORE and int(mdl.found.sum()) >= GOOD_NODE_COUNT
                 if _DEBUG:
-                    print("hypothesis: layout score", round(oa[3], 3), "found", int(mdl.found.sum()))
+                    print("hypothesis: layout score", round(oa.score, 3), "found", int(mdl.found.sum()))
         return good
 
     good = False
@@ -1707,7 +1722,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     # slide along the traces), so one whose anchor the trace ends confirm beats a slightly
     # better-scored one they do not (a photo's second look at 0.75x read 3 row ends 4 boxes
     # from where the first look's template put the 10 s line)
-    _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5][4], q[0]), q[0], q[1]))
+    _, _, model, dark, (swx, swy), oa = max(results, key=lambda q: (_anchor_confidence(q[1], q[5].margin, q[0]), q[0], q[1]))
 
     def place(oa):
         """The page node field, found mask, confidence and reasons of reading `oa`, or why the
@@ -1747,7 +1762,7 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     if isinstance(placed, str):
         return _reject(rgb, placed, timings, interpolation)
     node_field, found, code, conf, reasons = placed
-    if (conf < USABLE_CONFIDENCE and code != 0 and oa[3] < NOT_UPRIGHT_MIN_SCORE and not oa[7]
+    if (conf < USABLE_CONFIDENCE and code != 0 and oa.score < NOT_UPRIGHT_MIN_SCORE and not oa.ends_confirm
             and not (code % 2 == 1 and page_mask_is_portrait(mask1))):
         # a page not to be read whose turned or mirrored reading matched the layout this weakly (a
         # lattice locked onto moire): its orientation is a guess, and most pages are upright -
@@ -1758,6 +1773,6 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
         if isinstance(placed_up, tuple):
             node_field, found, code, conf_up, reasons_up = placed_up
             conf = min(conf, conf_up)
-            reasons = reasons_up + [f"read upright: the best reading (code {oa[0]}) matched the layout weakly"]
+            reasons = reasons_up + [f"read upright: the best reading (code {oa.code}) matched the layout weakly"]
     return build_rectification(rgb, node_field, found, code, conf, "; ".join(reasons), timings, "classical",
                                interpolation)
