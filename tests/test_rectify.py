@@ -6,6 +6,7 @@ import pytest
 from ecgdigit import layout
 from ecgdigit.errors import InputError
 from ecgdigit.rectify import Rectification, rectify_to_canonical
+from ecgdigit.rectify.api import USABLE_CONFIDENCE
 from ecgdigit.synth.sample import make_sample
 
 SEED = 4242
@@ -271,6 +272,35 @@ def test_refused_page_keeps_a_turn_its_row_ends_confirm():
     r = rectify_to_canonical(smp.image)
     err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
     assert r.orientation == 2 and err.mean() < 0.2, (r.orientation, err.mean(), r.confidence, r.reason)
+
+
+def test_sheet_on_a_background_as_bright_as_itself_is_found_by_colour():
+    """A crumpled cream sheet turned 90 degrees on a lit pink cloth (seed 10005 0009 #0): the
+    cloth's highlights are as bright as the sheet, so a brightness threshold joins them (no page
+    mask; the page was refused and read upright). The sheet differs from the cloth in hue: its
+    mask comes from the distance to the border's colour, and the page is read turned, in place."""
+    from ecgdigit.rectify.api import border_colour_page_mask, page_mask_is_portrait
+    from ecgdigit.rectify.classical import PAGE_MASK_MIN_FRACTION
+
+    smp = make_sample(10005, 0, "0009")
+    assert smp.orientation == 3
+    mask = border_colour_page_mask(smp.image, PAGE_MASK_MIN_FRACTION)
+    assert mask is not None and page_mask_is_portrait(mask)
+    ys, xs = np.nonzero(mask)  # the page's nodes lie inside the mask's box
+    inside = ((smp.grid_nodes[..., 0] > xs.min()) & (smp.grid_nodes[..., 0] < xs.max())
+              & (smp.grid_nodes[..., 1] > ys.min()) & (smp.grid_nodes[..., 1] < ys.max()))
+    assert inside.mean() > 0.9
+    r = rectify_to_canonical(smp.image)
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert r.orientation == 3 and err.mean() < 0.6 and r.confidence >= USABLE_CONFIDENCE, \
+        (r.orientation, err.mean(), r.confidence, r.reason)
+
+
+def test_border_colour_finds_no_page_in_a_scan(clean):
+    """A page filling the image (a scan) has the border's colour: no region stands apart."""
+    from ecgdigit.rectify.api import border_colour_page_mask
+
+    assert border_colour_page_mask(clean.image, 0.12) is None
 
 
 def _clean_lattice(sample, a_boxes=1, b_boxes=1):

@@ -154,6 +154,41 @@ def mask_solidity(mask: np.ndarray) -> float:
     return float(mask.sum()) / max(hull_area, 1.0)
 
 
+BORDER_COLOUR_LIGHTNESS_WEIGHT = 0.3  # lightness counts this much against chroma (light falls unevenly on a table)
+BORDER_COLOUR_CONTRAST = 8.0  # a page stands this far (Lab units) from the background around it ...
+BORDER_COLOUR_SOLIDITY = 0.95  # ... as a region this solid (a sheet, not a shadow or a lit patch)
+BORDER_COLOUR_LONG_SIDE = 256  # the mask is found on a copy this large
+
+
+def border_colour_page_mask(rgb: np.ndarray, min_fraction: float, max_fraction: float = 0.93) -> Optional[np.ndarray]:
+    """The page of a photo as the solid region whose colour differs from the image border's (the
+    table or background around it), as a bool mask of `rgb`'s size; None when no such region is
+    found. For a sheet on a background as bright as itself (a lit pink or grey cloth), where a
+    brightness threshold joins the sheet to the background's highlights: the two differ in hue.
+    Lightness is down-weighted (`BORDER_COLOUR_LIGHTNESS_WEIGHT`): uneven light changes it most."""
+    h, w = rgb.shape[:2]
+    s = BORDER_COLOUR_LONG_SIDE / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
+        if s < 1 else rgb
+    small = cv2.GaussianBlur(small, (0, 0), 2.0)
+    lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    e = max(1, min(small.shape[:2]) // 64)  # border strip
+    border = np.concatenate([lab[:e].reshape(-1, 3), lab[-e:].reshape(-1, 3),
+                             lab[:, :e].reshape(-1, 3), lab[:, -e:].reshape(-1, 3)])
+    diff = lab - np.median(border, axis=0)
+    diff[..., 0] *= BORDER_COLOUR_LIGHTNESS_WEIGHT
+    dist = np.sqrt((diff ** 2).sum(axis=2))
+    top = float(np.percentile(dist, 99))
+    if top < BORDER_COLOUR_CONTRAST:
+        return None
+    mask = largest_bright_region(np.clip(dist * (255.0 / top), 0, 255).astype(np.uint8), min_fraction, max_fraction)
+    if mask is None or mask_solidity(mask) < BORDER_COLOUR_SOLIDITY:
+        return None
+    if float(np.median(dist[mask])) - float(np.median(dist[~mask])) < BORDER_COLOUR_CONTRAST:
+        return None
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 PORTRAIT_ELONGATION = 1.15  # a page mask this much longer than wide (a Letter sheet: 1.29) has a clear long axis
 PORTRAIT_MAX_TILT_DEG = 30.0  # ... and it is upright-portrait when that axis is this close to vertical
 

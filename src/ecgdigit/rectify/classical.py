@@ -48,7 +48,7 @@ from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
-                                  build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
+                                  border_colour_page_mask, build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
                                   page_mask_is_portrait, PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
 
@@ -205,12 +205,50 @@ def _features(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
-    """The paper (or screen) in a photo: the largest bright region, holes filled, edge trimmed.
+    """The paper (or screen) in a photo: the largest bright region, holes filled, edge trimmed; or,
+    where brightness does not set it apart, the solid region coloured unlike the image's border.
 
     None when it covers nearly everything (scans) or too little to be a page."""
+    mask = page_mask_by_brightness(rgb)
+    if mask is None:
+        # a sheet on a background as bright as itself: the brightness threshold joined them
+        # only where the page is small in the frame: there the cropped look matters (its grid
+        # aliases at the first look's scale); on a sheet filling the frame a hue mask, cut ragged
+        # along shaded edges, costs more grid than it saves (9998 0010 #15: 1.3 -> 6.3 mm)
+        mask = border_colour_page_mask(rgb, min_fraction=PAGE_MASK_MIN_FRACTION)
+        if mask is None or _page_crop_box(mask) is None:
+            return None
+        mask = ndimage.binary_erosion(mask, iterations=_page_mask_erosion(rgb))
+    return mask
+
+
+def _page_crop_box(mask: np.ndarray) -> Optional[Tuple[float, float, float, float]]:
+    """(x0, y0, x1, y1) of a page mask's box with its pad (`PAGE_CROP_PAD`), in the mask's pixels,
+    when it is small enough in the frame to be looked at again cropped (`PAGE_CROP_AREA`), else None."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    pad = PAGE_CROP_PAD * max(np.ptp(xs), np.ptp(ys))
+    x0, x1 = max(0.0, xs.min() - pad), min(float(w), xs.max() + 1 + pad)
+    y0, y1 = max(0.0, ys.min() - pad), min(float(h), ys.max() + 1 + pad)
+    return (x0, y0, x1, y1) if (x1 - x0) * (y1 - y0) < PAGE_CROP_AREA * w * h else None
+
+
+def _page_mask_erosion(rgb: np.ndarray) -> int:
+    """Pixels trimmed off a page mask's edge (and the smoothing kernel of `page_mask_by_brightness`)."""
+    return max(2, (max(3, int(max(rgb.shape[:2]) / 100) | 1)) // 2)
+
+
+def page_mask_by_brightness(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """`_page_mask` from brightness alone (the largest bright region), or None."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     k = max(3, int(max(gray.shape) / 100) | 1)
     blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
+    mask = _bright_page_mask(blur)
+    return None if mask is None else ndimage.binary_erosion(mask, iterations=_page_mask_erosion(rgb))
+
+
+def _bright_page_mask(blur: np.ndarray) -> Optional[np.ndarray]:
+    """The page as the largest bright region of a smoothed grey image (see `_page_mask`), or None."""
     mask = largest_bright_region(blur, min_fraction=PAGE_MASK_MIN_FRACTION)
     if mask is None:
         return None
@@ -225,9 +263,7 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     # a page is a compact quadrilateral-like blob (solid, as checked above) clearly brighter than
     # its surroundings; shading on a full-frame page (wrinkles, stains) gives low-contrast regions
     contrast = float(np.median(blur[mask])) - float(np.median(blur[~mask]))
-    if contrast < 40:
-        return None
-    return ndimage.binary_erosion(mask, iterations=max(2, k // 2))
+    return mask if contrast >= 40 else None
 
 
 def _clip_at_percentile(f: np.ndarray, pct: float, mask: Optional[np.ndarray] = None) -> np.ndarray:
@@ -1624,24 +1660,20 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     ox, oy = 0.0, 0.0
     look, look_mask = small, mask1
     min_page_fraction, page_axis_deg = PAGE_FRACTION_RANGE[0], None
-    if mask1 is not None:
-        ys, xs = np.nonzero(mask1)
-        pad = PAGE_CROP_PAD * max(np.ptp(xs), np.ptp(ys))
-        x0, x1 = max(0.0, (xs.min() - pad) / s1x), min(float(w), (xs.max() + 1 + pad) / s1x)
-        y0, y1 = max(0.0, (ys.min() - pad) / s1y), min(float(h), (ys.max() + 1 + pad) / s1y)
-        if (x1 - x0) * (y1 - y0) < PAGE_CROP_AREA * w * h:
-            x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
-            crop = rgb[y0:y1, x0:x1]
-            sc = min(1.0, PASS1_LONG_SIDE / max(crop.shape[:2]))
-            look = cv2.resize(crop, (max(1, round(crop.shape[1] * sc)), max(1, round(crop.shape[0] * sc))),
-                              interpolation=cv2.INTER_AREA) if sc < 1 else crop
-            look_mask = cv2.resize(mask1[int(y0 * s1y):int(np.ceil(y1 * s1y)), int(x0 * s1x):int(np.ceil(x1 * s1x))]
-                                   .astype(np.uint8), (look.shape[1], look.shape[0]),
-                                   interpolation=cv2.INTER_NEAREST).astype(bool)
-            ox, oy = float(x0), float(y0)
-            s1x, s1y = look.shape[1] / crop.shape[1], look.shape[0] / crop.shape[0]
-            min_page_fraction = CROPPED_PAGE_FRACTION_MIN
-            page_axis_deg = _page_axis_deg(look_mask)
+    box = _page_crop_box(mask1) if mask1 is not None else None
+    if box is not None:
+        x0, y0, x1, y1 = int(box[0] / s1x), int(box[1] / s1y), int(np.ceil(box[2] / s1x)), int(np.ceil(box[3] / s1y))
+        crop = rgb[y0:y1, x0:x1]
+        sc = min(1.0, PASS1_LONG_SIDE / max(crop.shape[:2]))
+        look = cv2.resize(crop, (max(1, round(crop.shape[1] * sc)), max(1, round(crop.shape[0] * sc))),
+                          interpolation=cv2.INTER_AREA) if sc < 1 else crop
+        look_mask = cv2.resize(mask1[int(y0 * s1y):int(np.ceil(y1 * s1y)), int(x0 * s1x):int(np.ceil(x1 * s1x))]
+                               .astype(np.uint8), (look.shape[1], look.shape[0]),
+                               interpolation=cv2.INTER_NEAREST).astype(bool)
+        ox, oy = float(x0), float(y0)
+        s1x, s1y = look.shape[1] / crop.shape[1], look.shape[0] / crop.shape[0]
+        min_page_fraction = CROPPED_PAGE_FRACTION_MIN
+        page_axis_deg = _page_axis_deg(look_mask)
     dark1, chroma1 = _features(look)
     cands = []
     for from_chroma, feat in ((True, chroma1), (False, dark1)):
