@@ -303,6 +303,17 @@ def test_border_colour_finds_no_page_in_a_scan(clean):
     assert border_colour_page_mask(clean.image, 0.12) is None
 
 
+def test_ink_beyond_an_unread_gap_does_not_carry_a_trace_end_out_of_view():
+    """A torn photo on a dark table (seed 10005 0010 #14): past the rows' ends and the paper after
+    them, unread table, then a few boxes of table read as paper holding dark ink. That ink ended
+    the rows' runs at the raster's edge, so only one row's end was seen and the template's time
+    anchor stood, 7 boxes late (35 mm). The runs stop at the unread gap: three rows end together."""
+    smp = make_sample(10005, 14, "0010")
+    r = rectify_to_canonical(smp.image)
+    err = _node_error_mm(r.nodes, smp.grid_nodes, smp.image.shape)
+    assert r.orientation == 0 and err.mean() < 2.0, (err.mean(), r.confidence, r.reason)
+
+
 def _clean_lattice(sample, a_boxes=1, b_boxes=1):
     """The exact lattice of an upright clean page (original pixels) with steps of several boxes."""
     from ecgdigit.rectify.classical import Lattice

@@ -70,6 +70,21 @@ def test_row_ends_cut_by_the_view_are_not_seen():
     assert C._row_trace_ends(up, 4, read) == []
 
 
+def test_ink_read_beyond_an_unread_gap_is_not_the_trace():
+    """Rows ending at 10 s, 12 mm of read paper after them, then unread samples, then an island of
+    read samples holding ink (table past a torn edge read as paper): the rows end at 10 s, seen.
+    Ink after the gap once ended every run at the island's far edge, out of view."""
+    t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
+    up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
+    gap0, gap1 = _sample_of(t10 + 12.0, 6), _sample_of(t10 + 20.0, 6)
+    read[:, gap0:gap1] = False
+    up[:, gap1:gap1 + 10] = 1.0  # inked island, 10 mm, to the raster's edge
+    read[:, gap1 + 10:] = False
+    ext = C._row_extents(up, 4, read)
+    assert len(ext) == 4 and all(ls for _, _, _, ls, _ in ext)
+    assert C._trace_end_anchor(up, 4, read) == 6
+
+
 def test_speckle_after_the_trace_end_does_not_move_the_time_anchor():
     """Weak speckle right after each row's end (a harsh B/W scan), above a third of the trace's
     ink: the gap closing joined it to the trace, the ends read a box late and the anchor moved a

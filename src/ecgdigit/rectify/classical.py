@@ -1344,6 +1344,8 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
         lab, n = ndimage.label(ndimage.binary_closing(prof > thr, iterations=2))
         runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
+        if read is not None and len(runs) > 1:
+            runs = _runs_read_through(runs, read[p_b])
         if not runs:
             continue
         first, run_end = int(runs[0][0]), int(runs[-1][-1])
@@ -1357,6 +1359,19 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
         first_seen = first - seen >= 0 and bool(read[p_b, first - seen:first].all())
         out.append((first, last, first_seen, last_seen, y_b))
     return out
+
+
+def _runs_read_through(runs: list, read_row: np.ndarray) -> list:
+    """The ink runs of one row (sorted along x) that the longest one reaches without crossing
+    samples not read: ink beyond an unread gap (a patch of table or shadow read as paper past a
+    torn edge) is no part of the trace, and would carry its end out of view."""
+    core = max(range(len(runs)), key=lambda n: runs[n].size)
+    lo = hi = core
+    while lo > 0 and read_row[runs[lo - 1][-1] + 1:runs[lo][0]].all():
+        lo -= 1
+    while hi < len(runs) - 1 and read_row[runs[hi][-1] + 1:runs[hi + 1][0]].all():
+        hi += 1
+    return runs[lo:hi + 1]
 
 
 def _trace_end_before_speckle(values: np.ndarray, thr: float, strong: float) -> int:
