@@ -73,16 +73,21 @@ def test_row_ends_cut_by_the_view_are_not_seen():
 def test_ink_read_beyond_an_unread_gap_is_not_the_trace():
     """Rows ending at 10 s, 12 mm of read paper after them, then unread samples, then an island of
     read samples holding ink (table past a torn edge read as paper): the rows end at 10 s, seen.
-    Ink after the gap once ended every run at the island's far edge, out of view."""
+    Ink after the gap once ended every run at the island's far edge, out of view. A trace going
+    on after an unread gap inside the page (a stain's box) keeps its runs: the ends move on."""
     t0, t10 = layout.seconds_to_mm(0.0), layout.seconds_to_mm(layout.RECORD_SECONDS)
     up, read = _row_raster(4, 6, t0 - C.PULSE_LEAD_MM, t10)
     gap0, gap1 = _sample_of(t10 + 12.0, 6), _sample_of(t10 + 20.0, 6)
     read[:, gap0:gap1] = False
-    up[:, gap1:gap1 + 10] = 1.0  # inked island, 10 mm, to the raster's edge
-    read[:, gap1 + 10:] = False
-    ext = C._row_extents(up, 4, read)
+    island = up.copy(), read.copy()
+    island[0][:, gap1:gap1 + 6] = 1.0  # an inked island, 6 mm, then nothing read
+    island[1][:, gap1 + 6:] = False
+    ext = C._row_extents(island[0], 4, island[1])
     assert len(ext) == 4 and all(ls for _, _, _, ls, _ in ext)
-    assert C._trace_end_anchor(up, 4, read) == 6
+    assert C._trace_end_anchor(island[0], 4, island[1]) == 6
+    rows = up.any(axis=1)
+    up[rows, gap1:gap1 + 15] = 1.0  # the traces go on 15 mm after the gap, paper follows: no island
+    assert C._trace_end_anchor(up, 4, read) == 6 + 7  # they end 35 mm (7 boxes) after 10 s
 
 
 def test_speckle_after_the_trace_end_does_not_move_the_time_anchor():

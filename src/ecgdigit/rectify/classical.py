@@ -48,8 +48,8 @@ from scipy.sparse import linalg as splinalg
 
 from ecgdigit import layout
 from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE, Rectification, as_rgb_uint8,
-                                  border_colour_page_mask, build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
-                                  page_mask_is_portrait, PAGE_MASK_SOLIDITY,
+                                  border_colour_page_mask, build_rectification, foreign_layout_reason,
+                                  largest_bright_region, mask_solidity, page_mask_is_portrait, PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
 
 PASS1_LONG_SIDE = 1024  # first look: lattice estimate on this size
@@ -109,6 +109,7 @@ TRACE_END_SCORE_SHARE = 0.7  # the trace ends move the time anchor where the lay
 INK_SCALE_PCT = 99.5  # ink is scaled to 1 at this percentile of the samples read, and clipped there
 INK_TOPHAT_MM = 0  # ink wider than this (in samples of 1 mm) in both directions is not a stroke
 INK_PAPER_ABS = 0.05
+READ_ISLAND_MM = 10  # read samples this short, cut off from the rest of a row by unread ones, hold no trace
 _DEBUG = False
 _DEBUG_DUMP: Optional[str] = None  # .npz path: `_orient_and_anchor` saves its upright ink raster there
 PULSE_WEIGHT = 2.0  # template weights of the calibration pulse's top stroke and of lead labels
@@ -1362,16 +1363,22 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
 
 
 def _runs_read_through(runs: list, read_row: np.ndarray) -> list:
-    """The ink runs of one row (sorted along x) that the longest one reaches without crossing
-    samples not read: ink beyond an unread gap (a patch of table or shadow read as paper past a
-    torn edge) is no part of the trace, and would carry its end out of view."""
-    core = max(range(len(runs)), key=lambda n: runs[n].size)
-    lo = hi = core
-    while lo > 0 and read_row[runs[lo - 1][-1] + 1:runs[lo][0]].all():
-        lo -= 1
-    while hi < len(runs) - 1 and read_row[runs[hi][-1] + 1:runs[hi + 1][0]].all():
-        hi += 1
-    return runs[lo:hi + 1]
+    """The ink runs of one row (sorted along x) without those at either end that lie in an island
+    of read samples (shorter than `READ_ISLAND_MM`, cut off from the previous run by samples not
+    read): a patch of table past a torn edge, read as paper, is no part of the trace, and its ink
+    would carry the row's end out of view. Gaps inside the page (a stain's unread box) are kept."""
+    island = int(READ_ISLAND_MM * INK_SAMPLES_PER_BOX / layout.LARGE_GRID_MM)
+    lab, _ = ndimage.label(read_row)
+
+    def cut_off(run, neighbour_end: int, neighbour_start: int) -> bool:
+        seg = lab[run[run.size // 2]]
+        return (seg == 0 or int((lab == seg).sum()) < island) and not read_row[neighbour_end:neighbour_start].all()
+
+    while len(runs) > 1 and cut_off(runs[-1], runs[-2][-1] + 1, runs[-1][0]):
+        runs = runs[:-1]
+    while len(runs) > 1 and cut_off(runs[0], runs[0][-1] + 1, runs[1][0]):
+        runs = runs[1:]
+    return runs
 
 
 def _trace_end_before_speckle(values: np.ndarray, thr: float, strong: float) -> int:
@@ -1677,7 +1684,8 @@ def rectify_classical(image: np.ndarray, *, interpolation: int = cv2.INTER_LINEA
     min_page_fraction, page_axis_deg = PAGE_FRACTION_RANGE[0], None
     box = _page_crop_box(mask1) if mask1 is not None else None
     if box is not None:
-        x0, y0, x1, y1 = int(box[0] / s1x), int(box[1] / s1y), int(np.ceil(box[2] / s1x)), int(np.ceil(box[3] / s1y))
+        x0, y0 = int(box[0] / s1x), int(box[1] / s1y)
+        x1, y1 = int(np.ceil(box[2] / s1x)), int(np.ceil(box[3] / s1y))
         crop = rgb[y0:y1, x0:x1]
         sc = min(1.0, PASS1_LONG_SIDE / max(crop.shape[:2]))
         look = cv2.resize(crop, (max(1, round(crop.shape[1] * sc)), max(1, round(crop.shape[0] * sc))),
