@@ -212,14 +212,14 @@ def _page_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     None when it covers nearly everything (scans) or too little to be a page."""
     mask = page_mask_by_brightness(rgb)
     if mask is None:
-        # a sheet on a background as bright as itself: the brightness threshold joined them
+        # a sheet on a background as bright as itself (the brightness threshold joined them), taken
         # only where the page is small in the frame: there the cropped look matters (its grid
         # aliases at the first look's scale); on a sheet filling the frame a hue mask, cut ragged
         # along shaded edges, costs more grid than it saves (9998 0010 #15: 1.3 -> 6.3 mm)
         mask = border_colour_page_mask(rgb, min_fraction=PAGE_MASK_MIN_FRACTION)
         if mask is None or _page_crop_box(mask) is None:
             return None
-        mask = ndimage.binary_erosion(mask, iterations=_page_mask_erosion(rgb))
+        mask = ndimage.binary_erosion(mask, iterations=max(2, _page_mask_kernel(rgb) // 2))
     return mask
 
 
@@ -234,18 +234,19 @@ def _page_crop_box(mask: np.ndarray) -> Optional[Tuple[float, float, float, floa
     return (x0, y0, x1, y1) if (x1 - x0) * (y1 - y0) < PAGE_CROP_AREA * w * h else None
 
 
-def _page_mask_erosion(rgb: np.ndarray) -> int:
-    """Pixels trimmed off a page mask's edge (and the smoothing kernel of `page_mask_by_brightness`)."""
-    return max(2, (max(3, int(max(rgb.shape[:2]) / 100) | 1)) // 2)
+def _page_mask_kernel(rgb: np.ndarray) -> int:
+    """Odd smoothing kernel (px) of the brightness page mask, about 1 % of the image's long side;
+    half of it is trimmed off every page mask's edge."""
+    return max(3, int(max(rgb.shape[:2]) / 100) | 1)
 
 
 def page_mask_by_brightness(rgb: np.ndarray) -> Optional[np.ndarray]:
     """`_page_mask` from brightness alone (the largest bright region), or None."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    k = max(3, int(max(gray.shape) / 100) | 1)
+    k = _page_mask_kernel(rgb)
     blur = cv2.medianBlur(cv2.GaussianBlur(gray, (0, 0), k / 2), k)
     mask = _bright_page_mask(blur)
-    return None if mask is None else ndimage.binary_erosion(mask, iterations=_page_mask_erosion(rgb))
+    return None if mask is None else ndimage.binary_erosion(mask, iterations=max(2, k // 2))
 
 
 def _bright_page_mask(blur: np.ndarray) -> Optional[np.ndarray]:
@@ -1346,7 +1347,7 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
         runs = [np.nonzero(lab == k)[0] for k in range(1, n + 1)]
         runs = [r for r in runs if r.size >= int(6 / mm_per)]
         if read is not None and len(runs) > 1:
-            runs = _runs_read_through(runs, read[p_b])
+            runs = _without_end_islands(runs, read[p_b])
         if not runs:
             continue
         first, run_end = int(runs[0][0]), int(runs[-1][-1])
@@ -1362,17 +1363,17 @@ def _row_extents(up: np.ndarray, dj: int, read: Optional[np.ndarray] = None, con
     return out
 
 
-def _runs_read_through(runs: list, read_row: np.ndarray) -> list:
+def _without_end_islands(runs: list, read_row: np.ndarray) -> list:
     """The ink runs of one row (sorted along x) without those at either end that lie in an island
-    of read samples (shorter than `READ_ISLAND_MM`, cut off from the previous run by samples not
+    of read samples (shorter than `READ_ISLAND_MM`, cut off from the next run inward by samples not
     read): a patch of table past a torn edge, read as paper, is no part of the trace, and its ink
     would carry the row's end out of view. Gaps inside the page (a stain's unread box) are kept."""
     island = int(READ_ISLAND_MM * INK_SAMPLES_PER_BOX / layout.LARGE_GRID_MM)
     lab, _ = ndimage.label(read_row)
 
-    def cut_off(run, neighbour_end: int, neighbour_start: int) -> bool:
+    def cut_off(run: np.ndarray, gap_start: int, gap_end: int) -> bool:
         seg = lab[run[run.size // 2]]
-        return (seg == 0 or int((lab == seg).sum()) < island) and not read_row[neighbour_end:neighbour_start].all()
+        return (seg == 0 or int((lab == seg).sum()) < island) and not read_row[gap_start:gap_end].all()
 
     while len(runs) > 1 and cut_off(runs[-1], runs[-2][-1] + 1, runs[-1][0]):
         runs = runs[:-1]

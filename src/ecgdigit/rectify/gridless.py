@@ -62,7 +62,8 @@ from ecgdigit.rectify.api import (NODE_MARGIN, N_COLS, N_ROWS, USABLE_CONFIDENCE
                                   build_rectification, foreign_layout_reason, largest_bright_region, mask_solidity,
                                   PAGE_MASK_SOLIDITY,
                                   rejected_rectification, too_small_reason)
-from ecgdigit.rectify.classical import INK_SAMPLES_PER_BOX, page_mask_by_brightness as _bright_page_mask, _trace_rows_elsewhere
+from ecgdigit.rectify.classical import (INK_SAMPLES_PER_BOX, page_mask_by_brightness as _bright_page_mask,
+                                        _trace_rows_elsewhere)
 
 METHOD = "gridless"
 WORK_LONG_SIDE = 1400  # working copy (px on the image's long side)
